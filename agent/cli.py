@@ -1,0 +1,198 @@
+"""The command line: `dhcp-gitops COMMAND`. Exit 0 success, 1 refused or failed, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from agent import __version__, config, reconcile, status
+from agent.errors import ConfigError, DhcpGitopsError, Problem
+from agent.state import Attempt
+
+log = logging.getLogger("dhcp-gitops")
+
+SUCCESS = ("deployed", "current")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.run(args)
+    except DhcpGitopsError as err:
+        log.debug("error", exc_info=True)
+        print(f"dhcp-gitops: {err.message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dhcp-gitops",
+        description="Keep ISC dhcpd servers in step with a git repository.",
+    )
+    parser.add_argument("--version", action="version", version=f"dhcp-gitops {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    sync = _command(sub, "sync", "fetch, validate and deploy the branch head once")
+    sync.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
+    sync.set_defaults(run=_sync)
+
+    show = _command(sub, "status", "show what is live, what was tried last, and drift")
+    show.add_argument("--json", action="store_true", help="print the status document as JSON")
+    show.set_defaults(run=_status)
+
+    back = _command(sub, "rollback", "deploy an earlier commit (default: the previous deploy)")
+    back.add_argument("--to", metavar="SHA", help="the commit to deploy (a prefix will do)")
+    back.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
+    back.set_defaults(run=_rollback)
+
+    demo = sub.add_parser("demo", help="deploy the example pair into a local folder and show it")
+    demo.add_argument("--dir", type=Path, default=Path("demo"), help="where (default ./demo)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    cmd: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+    cmd.add_argument(
+        "--config",
+        type=Path,
+        default=config.DEFAULT_PATH,
+        metavar="FILE",
+        help=f"agent config (default {config.DEFAULT_PATH})",
+    )
+    return cmd
+
+
+def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
+    cfg = config.load(args.config)
+    if deploying and cfg.dhcpd.restart == "supervise":
+        raise ConfigError(
+            f'{cfg.file}: [dhcpd] restart = "supervise" makes dhcpd a child of the running '
+            "agent (dhcp-gitops agent); a one-shot command cannot supervise it"
+        )
+    return reconcile.Node.from_config(cfg)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    node = _node(args, deploying=True)
+    attempt = reconcile.reconcile(node, wait=not args.no_wait, on_wait=_say_waiting)
+    return print_attempt(attempt, node, sys.stdout)
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    node = _node(args, deploying=True)
+    to = args.to or _previous_sha(node)
+    attempt = reconcile.reconcile(node, rollback_to=to, wait=not args.no_wait, on_wait=_say_waiting)
+    return print_attempt(attempt, node, sys.stdout)
+
+
+def _previous_sha(node: reconcile.Node) -> str:
+    previous = node.store.load().previous
+    if previous is None:
+        raise DhcpGitopsError("no previous deploy to roll back to; name one with --to SHA")
+    return previous.sha
+
+
+def _say_waiting(holder: str) -> None:
+    print(f"waiting: another reconcile is running ({holder})", file=sys.stderr)
+
+
+def _status(args: argparse.Namespace) -> int:
+    node = reconcile.Node.from_config(config.load(args.config))
+    doc = status.report(node)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print_status(doc, sys.stdout)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from agent import demo  # only the demo needs the template and git set-up code
+
+    return demo.run(args.dir, sys.stdout)
+
+
+# --- human output -----------------------------------------------------------
+
+
+def print_attempt(attempt: Attempt, node: reconcile.Node, out: TextIO) -> int:
+    sha = (attempt.sha or "?")[:12]
+    target = node.config.deploy.target
+    timings = ", ".join(f"{k} {v:.3f} s" for k, v in attempt.timings.items())
+    if attempt.result == "deployed":
+        print(f"deployed {sha} to {target} ({timings})", file=out)
+    elif attempt.result == "current":
+        print(f"{target} is current at {sha}: nothing to do ({timings})", file=out)
+    else:
+        print(f"{attempt.result} {sha} at step {attempt.step}: {attempt.message}", file=out)
+        for problem in attempt.problems:
+            print(f"  {problem}", file=out)
+            for line in problem.context:
+                print(f"    {line}", file=out)
+        deployed = node.store.load().deployed
+        live = f"still {deployed.sha[:12]} {deployed.subject!r}" if deployed else "unchanged"
+        if attempt.result != "rolled_back":
+            print(f"live: {target} {live}", file=out)
+    return 0 if attempt.result in SUCCESS else 1
+
+
+def print_status(doc: dict[str, Any], out: TextIO) -> None:
+    node, live = doc["node"], doc["live"]
+    rows = [("node", f"{node['name']} ({node['role']}), target {doc['target']}")]
+    deployed = doc["deployed"]
+    if deployed:
+        rows.append(("deployed", _commit_line(deployed)))
+        rows.append(("", f"deployed at {deployed['deployed_at']}"))
+    else:
+        rows.append(("deployed", "nothing yet"))
+    rows.append(("live", _drift_line(live)))
+    if doc["pin"]:
+        pin = doc["pin"]
+        rows.append(("pinned", f"{pin['sha'][:12]} by a rollback, until the branch moves on"))
+    attempt = doc["last_attempt"]
+    if attempt:
+        rows.append(
+            (
+                "last",
+                f"{attempt['result']} {(attempt['sha'] or '?')[:12]} at {attempt['finished_at']}",
+            )
+        )
+        if attempt["result"] not in SUCCESS:
+            rows.append(("", f"step {attempt['step']}: {attempt['message'].splitlines()[0]}"))
+            rows += [("", str(Problem(**p))) for p in attempt["problems"]]
+    for key, value in rows:
+        print(f"{key:<10} {value}", file=out)
+
+
+def _commit_line(c: dict[str, Any]) -> str:
+    return f"{c['sha'][:12]} {c['subject']!r} by {c['author']}, committed {c['committed_at']}"
+
+
+def _drift_line(live: dict[str, Any]) -> str:
+    text = {
+        "none": "matches the deployed tree",
+        "rollback_tree": "DRIFT: holds the rollback tree, not the deployed one",
+        "drifted": "DRIFT: changed outside dhcp-gitops",
+        "never_deployed": "not deployed by dhcp-gitops yet",
+        "missing": "the target folder does not exist",
+    }[live["drift"]]
+    if live["changed_files"]:
+        text += ": " + ", ".join(live["changed_files"])
+    if live["stage_leftover"]:
+        text += " (an interrupted run left a stage; the next sync removes it)"
+    return text

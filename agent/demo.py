@@ -1,0 +1,139 @@
+"""`dhcp-gitops demo`: the example pair deployed for real into a local folder.
+
+It makes a config repo from repo-template and a bare "remote", writes an agent
+config for a primary and a secondary, deploys both with the real `dhcpd -t`,
+shows a bad commit being refused, and leaves everything in place to play with.
+dhcpd is never started: restart = "none", so nothing answers DHCP.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import shutil
+import textwrap
+from pathlib import Path
+from typing import TextIO
+
+import git
+
+import agent
+from agent import config, reconcile, status
+from agent.cli import print_attempt, print_status
+
+MARKER = ".dhcp-gitops-demo"
+AUTHOR = git.Actor("Demo User", "demo@example.net")
+NODES = (("dhcp1", "primary"), ("dhcp2", "secondary"))
+
+
+def template_dir() -> Path:
+    """repo-template: packaged inside the wheel, or beside the package in a checkout."""
+    here = Path(agent.__file__).parent
+    for candidate in (here / "repo_template", here.parent / "repo-template"):
+        if (candidate / "pair.toml").is_file():
+            return candidate
+    raise FileNotFoundError("repo-template is missing from this installation")
+
+
+def run(folder: Path, out: TextIO) -> int:
+    folder = folder.resolve()
+    _fresh(folder)
+    work, remote = _make_repo(folder)
+    nodes = [_node(folder, remote, name, role) for name, role in NODES]
+
+    _say(out, f"1. config repo {work} (remote {remote}), deployed to both servers:")
+    failed = sum(_sync(n, out) for n in nodes)
+    _show_failover_diff(nodes, out)
+
+    _say(out, "2. a commit with a typo in hosts.conf: both servers refuse it, nothing changes")
+    hosts = work / "dhcp" / "hosts.conf"
+    good = hosts.read_text()
+    _commit(work, hosts, good.replace("fixed-address 192.0.2.10;", "fixed-address 192.0.2.10"))
+    refused = sum(_sync(n, out) for n in nodes)
+
+    _say(out, "3. the fix, pushed: both servers deploy it")
+    _commit(work, hosts, good + "\nhost printer-2 {\n  hardware ethernet 02:00:00:00:00:03;\n"
+            "  fixed-address 192.0.2.11;\n}\n")  # fmt: skip
+    failed += sum(_sync(n, out) for n in nodes)
+
+    _say(out, "what is live now:")
+    for n in nodes:
+        print(f"  dhcp-gitops status --config {n.config.file}", file=out)
+        _status(n, out)
+    _say(out, "try it yourself:")
+    print(f"  cd {work} && $EDITOR dhcp/hosts.conf && git commit -am 'my change' && git push",
+          file=out)  # fmt: skip
+    print(f"  dhcp-gitops sync --config {nodes[0].config.file}", file=out)
+    return 0 if failed == 0 and refused == len(nodes) else 1
+
+
+def _fresh(folder: Path) -> None:
+    """Start over in a folder the demo made before; refuse to touch any other."""
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).exists():
+            raise FileExistsError(f"{folder} exists and is not a demo folder: choose --dir")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).touch()
+
+
+def _make_repo(folder: Path) -> tuple[Path, Path]:
+    work, remote = folder / "config", folder / "config.git"
+    shutil.copytree(template_dir(), work)
+    repo = git.Repo.init(work, initial_branch="main")
+    repo.index.add([p.relative_to(work).as_posix() for p in work.rglob("*") if p.is_file()
+                    and ".git" not in p.relative_to(work).parts])  # fmt: skip
+    repo.index.commit("Initial pair config from repo-template", author=AUTHOR, committer=AUTHOR)
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    repo.create_remote("origin", str(remote)).push("main:main").raise_if_error()
+    repo.git.branch("--set-upstream-to=origin/main", "main")
+    return work, remote
+
+
+def _commit(work: Path, file: Path, text: str) -> None:
+    file.write_text(text)
+    repo = git.Repo(work)
+    repo.index.add([file.relative_to(work).as_posix()])
+    subject = "Add printer-2" if "printer-2" in text else "Edit hosts.conf"
+    repo.index.commit(subject, author=AUTHOR, committer=AUTHOR)
+    repo.remote("origin").push("main:main").raise_if_error()
+
+
+def _node(folder: Path, remote: Path, name: str, role: str) -> reconcile.Node:
+    home = folder / role
+    (home / "etc").mkdir(parents=True)
+    toml = home / "agent.toml"
+    toml.write_text(
+        f'[node]\nname = "{name}"\nrole = "{role}"\n\n'
+        f'[source]\nurl = "file://{remote}"\nbranch = "main"\n\n'
+        f'[deploy]\ntarget = "etc/dhcp"\nstate_dir = "state"\n\n'
+        f'[dhcpd]\nrestart = "none"  # the demo never starts a DHCP server\n'
+        f'lease_file = "dhcpd.leases"\n'
+    )
+    return reconcile.Node.from_config(config.load(toml))
+
+
+def _sync(node: reconcile.Node, out: TextIO) -> int:
+    print(f"  {node.config.node.name} ({node.config.node.role}): ", end="", file=out)
+    attempt = reconcile.reconcile(node)
+    return print_attempt(attempt, node, out)
+
+
+def _show_failover_diff(nodes: list[reconcile.Node], out: TextIO) -> None:
+    a, b = (n.config.deploy.target / "dhcpd.failover" for n in nodes)
+    print("  the failover declarations differ by role (diff primary secondary):", file=out)
+    diff = difflib.unified_diff(
+        a.read_text().splitlines(), b.read_text().splitlines(), str(a), str(b), lineterm=""
+    )
+    for line in diff:
+        print(f"    {line}", file=out)
+
+
+def _status(node: reconcile.Node, out: TextIO) -> None:
+    text = io.StringIO()
+    print_status(status.report(node), text)
+    print(textwrap.indent(text.getvalue(), "    "), end="", file=out)
+
+
+def _say(out: TextIO, text: str) -> None:
+    print(f"\n{text}", file=out)

@@ -1,0 +1,101 @@
+"""Every error the agent raises on purpose, as one tree.
+
+    DhcpGitopsError                 base; the CLI prints .message and exits .exit_code (1)
+    ├── ConfigError                 agent.toml is wrong (exit 2): names the file and key
+    ├── LockBusy                    another reconcile holds the state dir
+    ├── CommandError                a subprocess failed: argv, exit code, stdout, stderr
+    └── StepError                   a reconcile step refused or failed; .step names it
+        ├── FetchError              the remote or the mirror
+        ├── RenderError             the repo content (names the repo file)
+        ├── ValidateError           dhcpd -t or our checks refused: .problems
+        ├── PublishError            the exchange of the staged tree and the target
+        ├── ServiceError            restart or health check failed
+        └── RolledBack              verify failed; the previous tree is live again
+
+Messages are for the user: they say what is live now, never a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding, located: dhcpd's `FILE line N: message` or one of ours."""
+
+    file: str
+    line: int | None
+    message: str
+    context: tuple[str, ...] = ()
+    source: str | None = None  # the repo file the live file was rendered from
+
+    def __str__(self) -> str:
+        where = self.source or self.file
+        return f"{where}:{self.line}: {self.message}" if self.line else f"{where}: {self.message}"
+
+
+class DhcpGitopsError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(DhcpGitopsError):
+    exit_code = 2
+
+
+class LockBusy(DhcpGitopsError):
+    pass
+
+
+class CommandError(DhcpGitopsError):
+    def __init__(self, argv: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        last = (stderr.strip() or stdout.strip() or "no output").splitlines()[-1]
+        super().__init__(f"{argv[0]} exited with {returncode}: {last}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class StepError(DhcpGitopsError):
+    step = "reconcile"
+
+    def __init__(
+        self, message: str, problems: list[Problem] | None = None, step: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.problems = problems or []
+        if step:
+            self.step = step
+
+
+class FetchError(StepError):
+    step = "fetch"
+
+
+class RenderError(StepError):
+    step = "render"
+
+    def __init__(self, file: str, message: str, line: int | None = None) -> None:
+        problem = Problem(file=file, line=line, message=message, source=file)
+        super().__init__(str(problem), [problem])
+
+
+class ValidateError(StepError):
+    step = "validate"
+
+
+class PublishError(StepError):
+    step = "publish"
+
+
+class ServiceError(StepError):
+    step = "restart"
+
+
+class RolledBack(StepError):
+    step = "verify"

@@ -1,0 +1,53 @@
+"""One reconcile at a time per state dir: an flock that says who holds it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from agent.errors import LockBusy
+from agent.state import now
+
+
+@contextmanager
+def hold(
+    state_dir: Path, what: str, wait: bool = True, on_wait: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the state dir's lock; with wait=False raise LockBusy naming the holder.
+
+    The kernel drops an flock when its holder dies, so a crash never leaves it stuck.
+    """
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not _try_lock(fd):
+            holder = _holder(fd)
+            if not wait:
+                raise LockBusy(f"another reconcile is running ({holder})")
+            if on_wait:
+                on_wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, {what}, since {now()}".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _holder(fd: int) -> str:
+    said = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    return said or "holder unknown"

@@ -1,0 +1,56 @@
+"""The one place that runs subprocesses (git runs through GitPython)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    check: bool = True,
+) -> Result:
+    """Run argv to completion; raise CommandError on a non-zero exit when check is set."""
+    args = [str(a) for a in argv]
+    log.debug("run %s", args)
+    full_env = {**os.environ, **env} if env else None
+    try:
+        done = subprocess.run(
+            args,
+            cwd=cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError as err:
+        raise CommandError(args, 127, "", f"{args[0]}: not found") from err
+    except subprocess.TimeoutExpired as err:
+        raise CommandError(args, -9, "", f"timed out after {timeout:g} s") from err
+    result = Result(args, done.returncode, done.stdout, done.stderr)
+    if check and done.returncode != 0:
+        raise CommandError(args, done.returncode, done.stdout, done.stderr)
+    return result

@@ -1,0 +1,212 @@
+"""One reconcile: fetch, render, validate, publish, restart, verify, record.
+
+A straight script of named steps. Each step has one side effect and raises a
+typed error; nothing here retries (the agent's loop does). Two guarded phases:
+before publish a failure only discards the stage; after publish a failed
+restart exchanges the old tree back and restarts dhcpd on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NoReturn
+
+from agent import lock, publish, render, stage, tree
+from agent.config import AgentConfig
+from agent.errors import RenderError, RolledBack, ServiceError, StepError
+from agent.releases import Releases
+from agent.service import Service, for_config
+from agent.source import Commit, Mirror
+from agent.state import Attempt, Deployed, Pin, Result, State, Store, now
+from agent.validate import validate
+
+
+@dataclass
+class Node:
+    """Everything one server's reconcile works with, built once from its config."""
+
+    config: AgentConfig
+    mirror: Mirror
+    service: Service
+    workspace: stage.Workspace
+    store: Store
+    releases: Releases
+
+    @classmethod
+    def from_config(cls, config: AgentConfig, svc: Service | None = None) -> Node:
+        deploy = config.deploy
+        return cls(
+            config=config,
+            mirror=Mirror(config.source, deploy.state_dir),
+            service=svc or for_config(config.dhcpd, deploy.target, deploy.state_dir),
+            workspace=stage.Workspace(deploy.target),
+            store=Store(deploy.state_dir),
+            releases=Releases(deploy.state_dir, deploy.keep_releases),
+        )
+
+    @property
+    def preserve(self) -> tuple[str, ...]:
+        return self.config.deploy.preserve
+
+
+class Steps:
+    """Times each step and turns an unexpected OSError into that step's error."""
+
+    def __init__(self, attempt: Attempt, on_step: Callable[[str], None] | None) -> None:
+        self.attempt = attempt
+        self.on_step = on_step
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.on_step:
+            self.on_step(name)
+        start = time.perf_counter()
+        try:
+            yield
+        except OSError as err:
+            where = f" ({err.filename})" if err.filename else ""
+            raise StepError(f"{name}: {err.strerror}{where}", step=name) from err
+        finally:
+            elapsed = time.perf_counter() - start
+            self.attempt.timings[name] = round(self.attempt.timings.get(name, 0) + elapsed, 4)
+
+
+def reconcile(
+    node: Node,
+    *,
+    rollback_to: str | None = None,
+    wait: bool = True,
+    on_wait: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> Attempt:
+    """Bring the target to the branch head (or to `rollback_to`); record the attempt."""
+    what = f"rollback to {rollback_to[:12]}" if rollback_to else "sync"
+    with lock.hold(node.store.dir, what, wait=wait, on_wait=on_wait):
+        # A stage left by a crash is either half built or the old tree after an
+        # exchange: the live tree is complete in both cases, so the stage goes.
+        node.workspace.clean_leftovers()
+        state = node.store.load()
+        attempt = Attempt(started_at=now())
+        try:
+            _deploy(node, state, attempt, Steps(attempt, on_step), rollback_to)
+        except StepError as err:
+            attempt.result = _result_of(err)
+            attempt.step, attempt.message, attempt.problems = err.step, err.message, err.problems
+        attempt.finished_at = now()
+        state.last_attempt = attempt
+        node.store.save(state)
+        node.store.append_history(attempt, node.config.node.name)
+        return attempt
+
+
+def _result_of(err: StepError) -> Result:
+    if isinstance(err, RolledBack):
+        return "rolled_back"
+    return "refused" if err.step in ("render", "validate") else "failed"
+
+
+def _deploy(
+    node: Node, state: State, attempt: Attempt, step: Steps, rollback_to: str | None
+) -> None:
+    ws = node.workspace
+    with step("fetch"):
+        sha, pin = _choose_commit(node, state, rollback_to)
+        commit = node.mirror.commit(sha)
+        attempt.sha = commit.sha
+    with step("render"):
+        rendered = render_commit(node, commit.sha)
+        digest = tree.content_digest(rendered.files, node.preserve)
+    if tree.digest(ws.target, node.preserve) == digest:
+        attempt.result = "current"  # nothing to publish or restart
+        _record_live(node, state, commit, digest, pin, moved=False)
+        return
+    try:
+        with step("render"):
+            stage.build(ws, rendered.files, node.preserve)
+            publish.ensure_target(ws.target)
+        with step("validate"):
+            validate(ws.stage, ws.target, node.config.dhcpd, rendered.sources)
+        with step("publish"):
+            publish.swap_in(ws)
+    except StepError:
+        tree.remove(ws.stage)  # before publish: nothing live changed, drop the stage
+        raise
+    _restart_or_roll_back(node, step)
+    with step("record"):
+        publish.keep_previous(ws)
+        node.releases.save(commit.sha, rendered.files)
+        _record_live(node, state, commit, digest, pin, moved=True)
+    attempt.result = "deployed"
+
+
+def _choose_commit(node: Node, state: State, rollback_to: str | None) -> tuple[str, Pin | None]:
+    """The branch head, unless a rollback pins an older commit while the head stays put."""
+    if rollback_to:
+        sha = node.mirror.commit(rollback_to).sha
+        return sha, Pin(sha=sha, while_head=node.mirror.head())
+    head = node.mirror.fetch()
+    if state.pin and state.pin.while_head == head:
+        return state.pin.sha, state.pin
+    return head, None
+
+
+def render_commit(node: Node, sha: str) -> render.Rendered:
+    """The live tree the commit renders to on this node (what validate and plan use too)."""
+    config, mirror = node.config, node.mirror
+    where = config.source.path or "the repository root"
+    if not mirror.has_pair_folder(sha):
+        raise RenderError(config.source.path, f"pair folder not found in commit {sha[:12]}")
+    base = mirror.read(sha, render.BASE)
+    if base is None:
+        raise RenderError(f"{render.BASE}/", f"no dhcp/ folder in {where} at {sha[:12]}")
+    overlay_folder = render.role_folder(config.node.role)
+    overlay = mirror.read(sha, overlay_folder) or []
+    pair = mirror.read(sha, "pair.toml")
+    values = render.variables(
+        config.node.name, config.node.role, str(config.deploy.target), pair[0] if pair else None
+    )
+    return render.render([(render.BASE, base), (overlay_folder, overlay)], values)
+
+
+def _restart_or_roll_back(node: Node, step: Steps) -> None:
+    try:
+        with step("restart"):
+            node.service.restart()
+        with step("verify"):
+            node.service.verify()
+    except ServiceError as err:
+        with step("rollback"):
+            _roll_back(node, err)
+
+
+def _roll_back(node: Node, cause: ServiceError) -> NoReturn:
+    publish.swap_back(node.workspace)
+    try:
+        node.service.restart()
+        node.service.verify()
+    except ServiceError as again:
+        raise RolledBack(
+            "dhcpd did not come back on the new config; the previous tree is live again, "
+            f"but dhcpd did not come back on it either: {again.message}\n"
+            f"on the new config: {cause.message}"
+        ) from again
+    raise RolledBack(
+        "dhcpd did not come back on the new config, so the previous tree is live again "
+        f"and dhcpd runs on it.\n{cause.message}"
+    ) from cause
+
+
+def _record_live(
+    node: Node, state: State, commit: Commit, digest: str, pin: Pin | None, *, moved: bool
+) -> None:
+    deployed = Deployed(**vars(commit), deployed_at=now(), digest=digest)
+    if moved:
+        state.previous = state.deployed
+        state.deployed = deployed
+    elif state.deployed is None or state.deployed.sha != commit.sha:
+        # Same files under a new commit (a change elsewhere in the repo): no restart.
+        state.deployed = deployed
+    state.pin = pin

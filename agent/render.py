@@ -1,0 +1,170 @@
+"""Repo files in, the files of the live tree out: overlay the role, render *.j2.
+
+Pure: no I/O here, so the agent, `validate` and `plan` render identically.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from agent.errors import RenderError
+from agent.source import RepoFile
+
+TEMPLATE_SUFFIX = ".j2"
+BASE = "dhcp"
+
+# One layer: the repo folder (relative to the pair folder) and the files below it.
+Layer = tuple[str, Sequence[RepoFile]]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    files: dict[str, bytes]  # path in the live tree -> content
+    sources: dict[str, str]  # path in the live tree -> repo file it came from
+
+
+def role_folder(role: str) -> str:
+    return f"roles/{role}"
+
+
+def render(layers: Iterable[Layer], variables: Mapping[str, Any]) -> Rendered:
+    """Overlay the layers in order (dhcp/, then roles/<role>/) and render the templates."""
+    merged: dict[str, RepoFile] = {}
+    for folder, layer_files in layers:
+        merged.update(_layer(layer_files, folder))
+    _check_no_file_dir_clash(merged)
+    env = _environment(merged)
+    files: dict[str, bytes] = {}
+    for out, repo_file in sorted(merged.items()):
+        if repo_file.path.endswith(TEMPLATE_SUFFIX):
+            files[out] = _render_one(env, out, repo_file, variables)
+        else:
+            files[out] = repo_file.data
+    return Rendered(files=files, sources={out: f.path for out, f in merged.items()})
+
+
+def variables(node_name: str, role: str, target: str, pair_toml: RepoFile | None) -> dict[str, Any]:
+    """What templates see: node, pair (pair.toml), peer (the other node), target."""
+    pair = _parse_pair(pair_toml) if pair_toml else {}
+    other = {"primary": "secondary", "secondary": "primary"}.get(role)
+    node = {**_table(pair, role), "name": node_name, "role": role}
+    peer = {**_table(pair, other), "role": other} if other else {}
+    return {"node": node, "pair": pair, "peer": peer, "target": target}
+
+
+def _table(pair: Mapping[str, Any], key: str | None) -> dict[str, Any]:
+    value = pair.get(key) if key else None
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _parse_pair(file: RepoFile) -> dict[str, Any]:
+    try:
+        return tomllib.loads(file.data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise RenderError(file.path, "not UTF-8 text") from err
+    except tomllib.TOMLDecodeError as err:
+        found = re.search(r"line (\d+)", str(err))
+        raise RenderError(file.path, str(err), int(found.group(1)) if found else None) from err
+
+
+def _layer(files: Iterable[RepoFile], prefix: str) -> dict[str, RepoFile]:
+    """Map output path -> repo file for one layer; `x` and `x.j2` together is ambiguous."""
+    layer: dict[str, RepoFile] = {}
+    for f in files:
+        rel = f.path.removeprefix(prefix + "/")
+        check_name(f.path)
+        out = rel.removesuffix(TEMPLATE_SUFFIX)
+        if out in layer:
+            raise RenderError(f.path, f"both {layer[out].path} and {f.path} produce {out}")
+        layer[out] = f
+    return layer
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\"\\]")
+
+
+def check_name(path: str) -> None:
+    """Refuse names dhcpd or a shell could misread: control bytes, quotes, non-UTF-8."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RenderError(repr(path), "file name is not valid UTF-8") from err
+    if _UNSAFE.search(path):
+        raise RenderError(repr(path), "file name holds a control character, quote or backslash")
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise RenderError(path, "file name has an empty, '.' or '..' part")
+
+
+def _check_no_file_dir_clash(merged: Mapping[str, RepoFile]) -> None:
+    for out, f in merged.items():
+        parts = out.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if parent in merged:
+                raise RenderError(f.path, f"{merged[parent].path} is a file where a folder is")
+
+
+class _Loader(jinja2.BaseLoader):
+    """Templates by output-relative name (with .j2), from the overlaid layers only."""
+
+    def __init__(self, merged: Mapping[str, RepoFile]) -> None:
+        self.by_name = {
+            out + TEMPLATE_SUFFIX: f for out, f in merged.items() if f.path.endswith(".j2")
+        }
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, None]:
+        f = self.by_name.get(template)
+        if f is None:
+            raise jinja2.TemplateNotFound(template)
+        return _text(f), f.path, None
+
+
+def _environment(merged: Mapping[str, RepoFile]) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=_Loader(merged),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,  # a {% block %} line leaves no blank line behind
+        lstrip_blocks=True,
+        autoescape=False,  # the output is dhcpd.conf, not HTML
+    )
+
+
+def _text(f: RepoFile) -> str:
+    try:
+        return f.data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RenderError(f.path, "template is not UTF-8 text") from err
+
+
+def _render_one(
+    env: SandboxedEnvironment, out: str, f: RepoFile, values: Mapping[str, Any]
+) -> bytes:
+    try:
+        return env.get_template(out + TEMPLATE_SUFFIX).render(values).encode("utf-8")
+    except jinja2.TemplateSyntaxError as err:
+        raise RenderError(err.filename or f.path, err.message or str(err), err.lineno) from err
+    except RenderError:
+        raise
+    except Exception as err:  # any template fault becomes the repo's error
+        file, line = _template_frame(err.__traceback__, f.path)
+        raise RenderError(file, f"{type(err).__name__}: {err}", line) from err
+
+
+def _template_frame(tb: TracebackType | None, default: str) -> tuple[str, int | None]:
+    """The innermost traceback frame that is a template line (Jinja maps them)."""
+    found: tuple[str, int | None] = (default, None)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(TEMPLATE_SUFFIX):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found

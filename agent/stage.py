@@ -1,0 +1,85 @@
+"""The staging area beside the target: where a new tree is built and the old one kept.
+
+    /etc/.dhcp.dhcp-gitops/stage      the tree being built and validated
+    /etc/.dhcp.dhcp-gitops/previous   the tree that was live before the last deploy
+
+It sits next to the target because renameat2(RENAME_EXCHANGE) only swaps
+directories on one filesystem, and outside it because dhcpd (and AppArmor's
+profile for it) must see only the target.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import tree
+from agent.errors import RenderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    target: Path
+
+    @property
+    def root(self) -> Path:
+        return self.target.parent / f".{self.target.name}.dhcp-gitops"
+
+    @property
+    def stage(self) -> Path:
+        return self.root / "stage"
+
+    @property
+    def previous(self) -> Path:
+        return self.root / "previous"
+
+    def prepare(self) -> None:
+        self.root.mkdir(mode=0o700, exist_ok=True)
+        tree.remove(self.stage)
+
+    def clean_leftovers(self) -> bool:
+        """Remove a stage a crashed run left behind; True if there was one."""
+        if self.stage.exists() or self.stage.is_symlink():
+            log.warning("removing a staging tree left by an interrupted run: %s", self.stage)
+            tree.remove(self.stage)
+            tree.fsync_dir(self.root)
+            return True
+        return False
+
+
+def build(workspace: Workspace, files: dict[str, bytes], preserve: Iterable[str]) -> list[str]:
+    """Write the rendered files into a fresh stage, then the preserved live files."""
+    workspace.prepare()
+    tree.write(workspace.stage, files)
+    kept = copy_preserved(workspace.target, workspace.stage, preserve)
+    tree.fsync_dirs(workspace.stage)
+    return kept
+
+
+def copy_preserved(live: Path, stage: Path, globs: Iterable[str]) -> list[str]:
+    """Copy the live files that match `preserve` over the stage, mode and owner kept."""
+    kept: list[str] = []
+    if not live.is_dir():
+        return kept
+    for rel, path in tree.files(live):
+        if not tree.matches(rel, globs):
+            continue
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode):
+            raise RenderError(f"{live}/{rel}", "preserved entry is not a regular file")
+        dest = stage / rel
+        if dest.is_dir() and not dest.is_symlink():
+            raise RenderError(f"{live}/{rel}", "preserved file is a folder in the repo")
+        dest.parent.mkdir(mode=tree.DIR_MODE, parents=True, exist_ok=True)
+        dest.unlink(missing_ok=True)
+        tree.write_file(dest, path.read_bytes(), stat.S_IMODE(st.st_mode))
+        if os.geteuid() == 0:
+            os.chown(dest, st.st_uid, st.st_gid)
+        kept.append(rel)
+    return kept

@@ -1,0 +1,118 @@
+"""What the agent recorded: state.json (rewritten atomically) and history.jsonl (appended)."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from agent import tree
+from agent.errors import DhcpGitopsError, Problem
+
+SCHEMA_VERSION = 1
+
+Result = Literal["deployed", "current", "refused", "rolled_back", "failed"]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Deployed(_Record):
+    sha: str
+    subject: str
+    author: str
+    committed_at: str
+    deployed_at: str
+    digest: str  # tree.digest() of the live tree, preserve globs left out
+
+
+class Attempt(_Record):
+    sha: str | None = None
+    started_at: str
+    finished_at: str | None = None
+    result: Result | None = None
+    step: str | None = None  # the step that refused or failed
+    message: str = ""
+    problems: list[Problem] = []
+    timings: dict[str, float] = {}  # seconds per step
+
+
+class Pin(_Record):
+    """A rollback holds `sha` live until the branch moves past `while_head`."""
+
+    sha: str
+    while_head: str
+
+
+class State(_Record):
+    schema_version: int = SCHEMA_VERSION
+    deployed: Deployed | None = None
+    previous: Deployed | None = None  # what the rollback tree holds
+    last_attempt: Attempt | None = None
+    pin: Pin | None = None
+
+
+class Store:
+    """The state dir's records."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        self.state_file = state_dir / "state.json"
+        self.history_file = state_dir / "history.jsonl"
+
+    def load(self) -> State:
+        try:
+            raw = json.loads(self.state_file.read_bytes())
+        except FileNotFoundError:
+            return State()
+        except (OSError, ValueError) as err:
+            raise DhcpGitopsError(f"{self.state_file}: unreadable: {err}") from err
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if version != SCHEMA_VERSION:
+            raise DhcpGitopsError(f"{self.state_file}: schema_version {version!r} is not ours")
+        try:
+            return State.model_validate(raw)
+        except ValidationError as err:
+            raise DhcpGitopsError(f"{self.state_file}: not a state file: {err}") from err
+
+    def save(self, state: State) -> None:
+        """Write a temp file, fsync it, rename it over state.json, fsync the folder.
+
+        A crash leaves either the old or the new state.json, never a torn one.
+        """
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.state_file.with_name(f".state.json.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tree.write_file(tmp, state.model_dump_json(indent=2).encode() + b"\n", 0o600)
+        tmp.replace(self.state_file)
+        tree.fsync_dir(self.dir)
+
+    def append_history(self, attempt: Attempt, node: str) -> None:
+        line = json.dumps({"node": node, **attempt.model_dump(mode="json")}) + "\n"
+        fd = os.open(self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def history(self, limit: int = 20) -> list[Attempt]:
+        try:
+            lines = self.history_file.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        records = []
+        for line in lines[-limit:]:
+            raw = json.loads(line)
+            raw.pop("node", None)
+            records.append(Attempt.model_validate(raw))
+        return records
