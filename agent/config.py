@@ -21,6 +21,8 @@ DEFAULT_PATH = Path("/etc/dhcp-gitops/agent.toml")
 Role = Literal["primary", "secondary", "standalone"]
 Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
+# TOML arrays arrive as lists; frozen config keeps them as tuples.
+Strings = Annotated[tuple[str, ...], Field(strict=False)]
 
 
 class _Section(BaseModel):
@@ -60,7 +62,7 @@ class Source(_Section):
 class Deploy(_Section):
     target: Path = Path("/etc/dhcp")
     state_dir: Path = Path("/var/lib/dhcp-gitops")
-    preserve: tuple[str, ...] = ()
+    preserve: Strings = ()
     keep_releases: Annotated[int, Field(ge=0)] = 5
 
     @field_validator("preserve")
@@ -76,9 +78,9 @@ class Dhcpd(_Section):
     binary: str = "/usr/sbin/dhcpd"
     config: str = "dhcpd.conf"
     restart: Literal["supervise", "command", "none"] = "command"
-    restart_command: tuple[str, ...] = ("systemctl", "restart", "isc-dhcp-server")
-    health_command: tuple[str, ...] = ()
-    args: tuple[str, ...] = ()
+    restart_command: Strings = ("systemctl", "restart", "isc-dhcp-server")
+    health_command: Strings = ()
+    args: Strings = ()
     lease_file: Path = Path("/var/lib/dhcp/dhcpd.leases")
     health_timeout: Seconds = 3.0
 

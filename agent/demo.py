@@ -20,6 +20,7 @@ import git
 import agent
 from agent import config, reconcile, status
 from agent.cli import print_attempt, print_status
+from agent.errors import DhcpGitopsError, UsageError
 
 MARKER = ".dhcp-gitops-demo"
 AUTHOR = git.Actor("Demo User", "demo@example.net")
@@ -32,7 +33,7 @@ def template_dir() -> Path:
     for candidate in (here / "repo_template", here.parent / "repo-template"):
         if (candidate / "pair.toml").is_file():
             return candidate
-    raise FileNotFoundError("repo-template is missing from this installation")
+    raise DhcpGitopsError("repo-template is missing from this installation")
 
 
 def run(folder: Path, out: TextIO) -> int:
@@ -71,7 +72,7 @@ def _fresh(folder: Path) -> None:
     """Start over in a folder the demo made before; refuse to touch any other."""
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER).exists():
-            raise FileExistsError(f"{folder} exists and is not a demo folder: choose --dir")
+            raise UsageError(f"{folder} exists and is not a demo folder: choose another --dir")
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).touch()

@@ -2,6 +2,7 @@
 
     DhcpGitopsError                 base; the CLI prints .message and exits .exit_code (1)
     ├── ConfigError                 agent.toml is wrong (exit 2): names the file and key
+    ├── UsageError                  the command line asks for something impossible (exit 2)
     ├── LockBusy                    another reconcile holds the state dir
     ├── CommandError                a subprocess failed: argv, exit code, stdout, stderr
     └── StepError                   a reconcile step refused or failed; .step names it
@@ -44,6 +45,10 @@ class DhcpGitopsError(Exception):
 
 
 class ConfigError(DhcpGitopsError):
+    exit_code = 2
+
+
+class UsageError(DhcpGitopsError):
     exit_code = 2
 
 

@@ -31,7 +31,7 @@ def exchange(a: Path, b: Path) -> None:
 def ensure_target(target: Path) -> None:
     """A first deploy onto a machine without the target exchanges with an empty folder."""
     if not target.exists():
-        target.mkdir(mode=tree.DIR_MODE)
+        tree.make_dir(target)
         tree.fsync_dir(target.parent)
 
 

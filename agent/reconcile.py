@@ -172,17 +172,19 @@ def render_commit(node: Node, sha: str) -> render.Rendered:
 
 
 def _restart_or_roll_back(node: Node, step: Steps) -> None:
+    failing = "restart"
     try:
         with step("restart"):
             node.service.restart()
+        failing = "verify"
         with step("verify"):
             node.service.verify()
     except ServiceError as err:
         with step("rollback"):
-            _roll_back(node, err)
+            _roll_back(node, err, failing)
 
 
-def _roll_back(node: Node, cause: ServiceError) -> NoReturn:
+def _roll_back(node: Node, cause: ServiceError, failing: str) -> NoReturn:
     publish.swap_back(node.workspace)
     try:
         node.service.restart()
@@ -191,11 +193,13 @@ def _roll_back(node: Node, cause: ServiceError) -> NoReturn:
         raise RolledBack(
             "dhcpd did not come back on the new config; the previous tree is live again, "
             f"but dhcpd did not come back on it either: {again.message}\n"
-            f"on the new config: {cause.message}"
+            f"on the new config: {cause.message}",
+            step=failing,
         ) from again
     raise RolledBack(
         "dhcpd did not come back on the new config, so the previous tree is live again "
-        f"and dhcpd runs on it.\n{cause.message}"
+        f"and dhcpd runs on it.\n{cause.message}",
+        step=failing,
     ) from cause
 
 

@@ -17,6 +17,16 @@ from agent.errors import FetchError, RenderError
 
 SYMLINK_MODE = 0o120000
 
+# What git prints after any failed transport; the cause (ssh's or git's) is above it.
+_GIT_ADVICE = frozenset(
+    {
+        "",
+        "fatal: Could not read from remote repository.",
+        "Please make sure you have the correct access rights",
+        "and the repository exists.",
+    }
+)
+
 
 @dataclass(frozen=True)
 class Commit:
@@ -83,14 +93,16 @@ class Mirror:
     def commit(self, rev: str) -> Commit:
         try:
             c = self.repo.commit(rev)
+            # A full sha resolves without a lookup; reading the commit is what
+            # finds out that it is missing, so it belongs inside the try.
+            return Commit(
+                sha=c.hexsha,
+                subject=str(c.summary),
+                author=f"{c.author.name} <{c.author.email}>",
+                committed_at=datetime.fromtimestamp(c.committed_date).astimezone().isoformat(),
+            )
         except (git.BadName, ValueError) as err:
             raise FetchError(f"commit {rev!r} is not in the mirror") from err
-        return Commit(
-            sha=c.hexsha,
-            subject=str(c.summary),
-            author=f"{c.author.name} <{c.author.email}>",
-            committed_at=datetime.fromtimestamp(c.committed_date).astimezone().isoformat(),
-        )
 
     def read(self, sha: str, rel: str) -> list[RepoFile] | None:
         """The file or the files below the folder `rel` of the pair folder; None if absent."""
@@ -126,7 +138,7 @@ class Mirror:
             return f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
         if err.status is not None and not stderr:
             stderr = f"no answer within {self.source.timeout:g} s (timeout)"
-        lines = [ln for ln in stderr.splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() not in _GIT_ADVICE]
         detail = lines[-1] if lines else f"git exited with {err.status}"
         return f"fetch from {redact(self.source.url)} failed: {redact(detail)}"
 

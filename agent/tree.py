@@ -21,18 +21,25 @@ def write(root: Path, files: Mapping[str, bytes]) -> None:
     bottom-up, so once this returns the tree survives a crash whole; the
     exchange that publishes it comes only after.
     """
-    root.mkdir(mode=DIR_MODE)
+    make_dir(root)
     for rel, data in files.items():
         path = root / rel
-        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        for parent in reversed(path.relative_to(root).parents[:-1]):
+            if not (root / parent).is_dir():
+                make_dir(root / parent)
         write_file(path, data, FILE_MODE)
     fsync_dirs(root)
+
+
+def make_dir(path: Path) -> None:
+    path.mkdir()
+    path.chmod(DIR_MODE)  # the umask must not narrow what dhcpd may read
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
-        os.fchmod(fd, mode)  # the umask must not narrow what dhcpd may read
+        os.fchmod(fd, mode)  # whatever the umask
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
