@@ -119,7 +119,7 @@ def _deploy(
     with step("render"):
         rendered = render_commit(node, commit.sha)
         digest = tree.content_digest(rendered.files, node.preserve)
-    if tree.digest(ws.target, node.preserve) == digest:
+    if _already_live(node, state, digest):
         attempt.result = "current"  # nothing to publish or restart
         _record_live(node, state, commit, digest, pin, moved=False)
         return
@@ -140,6 +140,17 @@ def _deploy(
         node.releases.save(commit.sha, rendered.files)
         _record_live(node, state, commit, digest, pin, moved=True)
     attempt.result = "deployed"
+
+
+def _already_live(node: Node, state: State, digest: str) -> bool:
+    """The rendered tree is live and was restarted onto and verified by us.
+
+    A live tree equal to the render but not recorded as deployed is what a
+    crash between the exchange and the restart leaves: it must still be
+    restarted onto, so it takes the whole path again.
+    """
+    recorded = state.deployed is not None and state.deployed.digest == digest
+    return recorded and tree.digest(node.workspace.target, node.preserve) == digest
 
 
 def _choose_commit(node: Node, state: State, rollback_to: str | None) -> tuple[str, Pin | None]:

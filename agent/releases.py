@@ -47,8 +47,7 @@ class Releases:
         release = self.path(sha)
         if not release.is_dir():
             return None
-        ours = {rel: p for rel, p in tree.files(release)}
-        theirs = {rel: p for rel, p in tree.files(live) if not tree.matches(rel, exclude)}
+        ours, theirs = _files(release, exclude), _files(live, exclude)
         changed = [
             rel
             for rel in sorted(ours.keys() | theirs.keys())
@@ -57,3 +56,7 @@ class Releases:
             or tree.file_digest(ours[rel]) != tree.file_digest(theirs[rel])
         ]
         return changed
+
+
+def _files(root: Path, exclude: tuple[str, ...]) -> dict[str, Path]:
+    return {rel: p for rel, p in tree.files(root) if not tree.matches(rel, exclude)}

@@ -133,7 +133,9 @@ class Mirror:
         return env
 
     def _explain(self, err: git.GitCommandError) -> str:
-        stderr = str(err.stderr or "").strip().removeprefix("stderr: ").strip("'\" \n")
+        # GitPython wraps git's stderr as "stderr: '...'"; unwrap that quote only.
+        stderr = str(err.stderr or "").strip().removeprefix("stderr: ")
+        stderr = stderr.removeprefix("'").removesuffix("'").strip()
         if f"couldn't find remote ref {self.ref}" in stderr:
             return f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
         if err.status is not None and not stderr:
@@ -151,6 +153,7 @@ def ssh_command(source: Source) -> str:
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes",
         "-o", f"UserKnownHostsFile={source.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",  # the configured file is the only trust
         "-o", f"ConnectTimeout={max(1, int(source.timeout))}",
     ]  # fmt: skip
     if source.ssh_key is not None:

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(git isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates)
 extra="."
 if [ "${1:-}" = "--test" ]; then
-  packages+=(openssh-server openssh-client)
+  packages+=(openssh-server openssh-client openssl)
   extra=".[test]"
 fi
 

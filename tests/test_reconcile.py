@@ -323,3 +323,19 @@ def test_releases_are_kept_and_pruned(repo: ConfigRepo, make_node: NodeFactory) 
         shas.append(reconcile(node).sha)
     kept = {p.name for p in node.releases.dir.iterdir()}
     assert kept == set(shas[-2:])
+
+
+def test_a_crash_between_exchange_and_restart_still_gets_its_restart(
+    tmp_path: Path, repo: ConfigRepo, make_node: NodeFactory
+) -> None:
+    """The new tree is live but was never restarted onto: the next sync must restart."""
+    node = make_node(dhcpd={"restart": "command", "restart_command": counting_restart(tmp_path)})
+    reconcile(node)
+    repo.replace("dhcp/hosts.conf", "192.0.2.10;", "192.0.2.12;")
+    repo.commit("Move printer")
+    recorded = node.store.load()
+    reconcile(node)
+    node.store.save(recorded)  # as if the agent died before recording the deploy
+    assert restarts(tmp_path) == 2
+    assert reconcile(node).result == "deployed"
+    assert restarts(tmp_path) == 3
