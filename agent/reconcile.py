@@ -198,7 +198,7 @@ def _restart_or_roll_back(node: Node, step: Steps) -> None:
 def _roll_back(node: Node, cause: ServiceError, failing: str) -> NoReturn:
     publish.swap_back(node.workspace)
     try:
-        node.service.restart()
+        restored = node.service.roll_back()
         node.service.verify()
     except ServiceError as again:
         raise RolledBack(
@@ -209,7 +209,7 @@ def _roll_back(node: Node, cause: ServiceError, failing: str) -> NoReturn:
         ) from again
     raise RolledBack(
         "dhcpd did not come back on the new config, so the previous tree is live again "
-        f"and dhcpd runs on it.\n{cause.message}",
+        f"and dhcpd runs on it{'; ' + restored if restored else ''}.\n{cause.message}",
         step=failing,
     ) from cause
 

@@ -15,6 +15,8 @@ from typing import Protocol
 from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, ServiceError
+from agent.leases import LeaseSnapshot
+from agent.validate import meaningful
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +31,20 @@ class Service(Protocol):
     def verify(self) -> None:
         """Wait health_timeout; raise ServiceError if dhcpd did not stay up."""
 
+    def roll_back(self) -> str:
+        """Restart dhcpd on the old tree after a failed start; say what was restored."""
+
     def stop(self) -> None: ...
 
 
 class Supervisor:
     """dhcpd as the agent's own child in the foreground, logging to our pipe."""
 
-    def __init__(self, dhcpd: Dhcpd, target: Path, pid_file: Path) -> None:
+    def __init__(self, dhcpd: Dhcpd, target: Path, state_dir: Path) -> None:
         self.dhcpd = dhcpd
         self.target = target
-        self.pid_file = pid_file
+        self.pid_file = state_dir / "dhcpd.pid"
+        self.leases = LeaseSnapshot(dhcpd.lease_file, state_dir)
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES)
         self.proc: subprocess.Popen[str] | None = None
         self.reader: threading.Thread | None = None
@@ -50,6 +56,15 @@ class Supervisor:
         return [d.binary, "-f", "-d", *files, *d.args]
 
     def start(self) -> None:
+        try:
+            self._spawn()
+        except OSError as err:
+            # Not even spawned is a failed start like any other: the caller rolls back,
+            # instead of leaving the new tree live and unrecorded with dhcpd down.
+            where = f" ({err.filename})" if err.filename else ""
+            raise ServiceError(f"cannot start dhcpd: {err.strerror}{where}") from err
+
+    def _spawn(self) -> None:
         _ensure_lease_file(self.dhcpd.lease_file)
         self.output.clear()
         # cwd is the target: relative includes resolve there, as in validation.
@@ -74,18 +89,22 @@ class Supervisor:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None and proc.poll() is None:
+            _terminate(proc)
+        if self.reader is not None:
+            # Its last lines belong to this dhcpd, not to the next one's output.
+            self.reader.join(timeout=2)
 
     def restart(self) -> None:
         self.stop()
+        self.leases.take()
         self.start()
+
+    def roll_back(self) -> str:
+        self.stop()
+        restored = self.leases.put_back()
+        self.start()
+        return "the lease file dhcpd rewrote on the new config was put back" if restored else ""
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -100,7 +119,7 @@ class Supervisor:
             return
         if self.reader is not None:
             self.reader.join(timeout=2)  # dhcpd's last words may still be in the pipe
-        said = "\n".join(list(self.output)[-20:])
+        said = "\n".join(meaningful(list(self.output))[-20:])
         within = f"{self.dhcpd.health_timeout:g} s"
         raise ServiceError(f"dhcpd exited with {code} within {within}:\n{said}")
 
@@ -121,6 +140,10 @@ class CommandService:
         time.sleep(self.dhcpd.health_timeout)
         _health_check(self.dhcpd)
 
+    def roll_back(self) -> str:
+        self.restart()
+        return ""
+
     def stop(self) -> None:
         """dhcpd belongs to the system, not to us."""
 
@@ -139,13 +162,16 @@ class NoRestart:
             time.sleep(self.dhcpd.health_timeout)
             _health_check(self.dhcpd)
 
+    def roll_back(self) -> str:
+        return ""
+
     def stop(self) -> None:
         """Nothing to stop."""
 
 
 def for_config(dhcpd: Dhcpd, target: Path, state_dir: Path) -> Service:
     if dhcpd.restart == "supervise":
-        return Supervisor(dhcpd, target, state_dir / "dhcpd.pid")
+        return Supervisor(dhcpd, target, state_dir)
     if dhcpd.restart == "command":
         return CommandService(dhcpd)
     return NoRestart(dhcpd)
@@ -158,6 +184,15 @@ def _health_check(dhcpd: Dhcpd) -> None:
         process.run(dhcpd.health_command, timeout=60)
     except CommandError as err:
         raise ServiceError(f"health check failed: {err.message}\n{_output(err)}") from err
+
+
+def _terminate(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _output(err: CommandError) -> str:

@@ -107,11 +107,16 @@ def parse_errors(output: str) -> list[Problem]:
     return problems or _unlocated(lines)
 
 
+def meaningful(lines: list[str]) -> list[str]:
+    """dhcpd's output without its banner and its "if you think this is a bug" text."""
+    return [ln for ln in lines if ln.strip() and not ln.startswith(_NOISE)]
+
+
 def _unlocated(lines: list[str]) -> list[Problem]:
     """Errors without a line, such as "Can't open /etc/dhcp/x.conf: No such file"."""
-    meaningful = [ln for ln in lines if ln.strip() and not ln.startswith(_NOISE)]
-    opened = [ln for ln in meaningful if ln.startswith("Can't open ")]
-    chosen = opened or meaningful[-1:]
+    said = meaningful(lines)
+    opened = [ln for ln in said if ln.startswith("Can't open ")]
+    chosen = opened or said[-1:]
     return [Problem(_file_in(ln), None, ln.strip()) for ln in chosen]
 
 
@@ -121,7 +126,7 @@ def _file_in(line: str) -> str:
 
 
 def _last_words(stderr: str, returncode: int) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(_NOISE)]
+    lines = meaningful(stderr.splitlines())
     return lines[-1] if lines else f"dhcpd -t exited with {returncode}"
 
 

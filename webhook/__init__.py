@@ -1,1 +1,4 @@
-"""The HTTP surface of the agent (webhooks, /status, /metrics): built on agent/, never imported by it."""
+"""The HTTP surface of the agent (webhooks, /status, /metrics).
+
+Built on agent/; agent never imports it.
+"""
