@@ -102,7 +102,11 @@ class Supervisor:
 
     def roll_back(self) -> str:
         self.stop()
-        restored = self.leases.put_back()
+        try:
+            restored = self.leases.put_back()
+        except OSError as err:  # dhcpd serving again matters more than the old leases
+            self.start()
+            return f"the lease file could not be put back: {err.strerror}"
         self.start()
         return "the lease file dhcpd rewrote on the new config was put back" if restored else ""
 

@@ -152,7 +152,7 @@ def ssh_command(source: Source) -> str:
         "-F", "/dev/null",
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={source.known_hosts}",
+        "-o", f"UserKnownHostsFile={source.known_hosts or '/dev/null'}",  # none: trust none
         "-o", "GlobalKnownHostsFile=/dev/null",  # the configured file is the only trust
         "-o", f"ConnectTimeout={max(1, int(source.timeout))}",
     ]  # fmt: skip

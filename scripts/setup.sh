@@ -40,7 +40,6 @@ fi
 stamp=".venv/.dhcp-gitops-$(sha256sum pyproject.toml | cut -c1-16)-${extra//[^a-z]/}"
 if [ ! -e "$stamp" ]; then
   echo "setup: installing the project into .venv ($extra)"
-  .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e "$extra"
   rm -f .venv/.dhcp-gitops-*
   touch "$stamp"
