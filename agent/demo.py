@@ -44,6 +44,9 @@ def run(folder: Path, out: TextIO) -> int:
 
     _say(out, f"1. config repo {work} (remote {remote}), deployed to both servers:")
     failed = sum(_sync(n, out) for n in nodes)
+    if failed:
+        _say(out, "the example pair did not deploy: see the errors above")
+        return 1
     _show_failover_diff(nodes, out)
 
     _say(out, "2. a commit with a typo in hosts.conf: both servers refuse it, nothing changes")
