@@ -99,11 +99,50 @@ class Dhcpd(_Section):
         return argv
 
 
+class Http(_Section):
+    listen: Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")] = (
+        "127.0.0.1:8647"
+    )
+    webhook_secret_file: Path | None = None
+    token_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_body: Annotated[int, Field(gt=0)] = 1024 * 1024  # bytes a webhook body may have
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+Result = Literal["deployed", "current", "refused", "rolled_back", "failed"]
+
+
+class Notify(_Section):
+    on: tuple[Result, ...] = Field(
+        default=("deployed", "refused", "rolled_back", "failed"), strict=False
+    )
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(gt=0, lt=65536)] = 25
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password_file: Path | None = None
+    mail_from: str = "dhcp-gitops@localhost"
+    mail_to: Strings = ()
+    webhook_url: str | None = None
+    timeout: PositiveSeconds = 10.0
+
+
 class AgentConfig(_Section):
     node: Node
     source: Source
     deploy: Deploy = Deploy()
     dhcpd: Dhcpd = Dhcpd()
+    http: Http = Http()
+    notify: Notify = Notify()
     file: Path = Path("<memory>")
 
     @property
@@ -150,6 +189,8 @@ _PATH_KEYS = {
     "source": ("ssh_key", "known_hosts"),
     "deploy": ("target", "state_dir"),
     "dhcpd": ("lease_file",),
+    "http": ("webhook_secret_file", "token_file", "tls_cert", "tls_key"),
+    "notify": ("smtp_password_file",),
 }
 
 
@@ -202,10 +243,17 @@ def _check_files(config: AgentConfig) -> None:
     source, deploy = config.source, config.deploy
     if remote_kind(source.url) == "ssh" and source.known_hosts is None:
         raise ConfigError(f"{where}: [source] known_hosts: required for an ssh remote")
-    for key in ("ssh_key", "known_hosts"):
-        file = getattr(source, key)
+    files = [("source", k) for k in ("ssh_key", "known_hosts")]
+    files += [("http", k) for k in ("webhook_secret_file", "token_file", "tls_cert", "tls_key")]
+    files += [("notify", "smtp_password_file")]
+    for section, key in files:
+        file = getattr(getattr(config, section), key)
         if file is not None and not file.is_file():
-            raise ConfigError(f"{where}: [source] {key}: {file} is not a readable file")
+            raise ConfigError(f"{where}: [{section}] {key}: {file} is not a readable file")
+    if (config.http.tls_cert is None) != (config.http.tls_key is None):
+        raise ConfigError(f"{where}: [http] tls_cert and tls_key go together")
+    if config.notify.smtp_host and not config.notify.mail_to:
+        raise ConfigError(f"{where}: [notify] mail_to: required with smtp_host")
     target = deploy.target
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise ConfigError(f"{where}: [deploy] target: {target} must be a real directory")

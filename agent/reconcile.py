@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from agent import lock, publish, render, stage, tree
-from agent.config import AgentConfig
+from agent.config import AgentConfig, Result
 from agent.errors import RenderError, RolledBack, ServiceError, StepError
 from agent.releases import Releases
 from agent.service import Service, for_config
 from agent.source import Commit, Mirror
-from agent.state import Attempt, Deployed, Pin, Result, State, Store, now
+from agent.state import Attempt, Deployed, Pin, State, Store, now
 from agent.validate import validate
 
 

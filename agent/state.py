@@ -6,16 +6,14 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent import tree
+from agent.config import Result
 from agent.errors import DhcpGitopsError, Problem
 
 SCHEMA_VERSION = 1
-
-Result = Literal["deployed", "current", "refused", "rolled_back", "failed"]
 
 
 def now() -> str:
