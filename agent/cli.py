@@ -6,12 +6,14 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from agent import __version__, config, reconcile, status
-from agent.errors import ConfigError, DhcpGitopsError, Problem
+from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
 from agent.state import Attempt
 
 log = logging.getLogger("dhcp-gitops")
@@ -19,8 +21,12 @@ log = logging.getLogger("dhcp-gitops")
 SUCCESS = ("deployed", "current")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+Extend = Callable[[Any], None]  # adds subcommands to the subparsers it is given
+
+
+def main(argv: Sequence[str] | None = None, extend: Extend | None = None) -> int:
+    """The CLI; `extend` lets webhook/ add the `agent` command (agent never imports webhook)."""
+    parser = _parser(extend)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -37,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(extend: Extend | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dhcp-gitops",
         description="Keep ISC dhcpd servers in step with a git repository.",
@@ -46,15 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    sync = _command(sub, "sync", "fetch, validate and deploy the branch head once")
+    sync = command(sub, "sync", "fetch, validate and deploy the branch head once")
     sync.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
     sync.set_defaults(run=_sync)
 
-    show = _command(sub, "status", "show what is live, what was tried last, and drift")
+    show = command(sub, "status", "show what is live, what was tried last, and drift")
     show.add_argument("--json", action="store_true", help="print the status document as JSON")
+    show.add_argument("--url", help="ask a running agent instead, e.g. http://dhcp1:8647")
     show.set_defaults(run=_status)
 
-    back = _command(sub, "rollback", "deploy an earlier commit (default: the previous deploy)")
+    back = command(sub, "rollback", "deploy an earlier commit (default: the previous deploy)")
     back.add_argument("--to", metavar="SHA", help="the commit to deploy (a prefix will do)")
     back.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
     back.set_defaults(run=_rollback)
@@ -62,10 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="deploy the example pair into a local folder and show it")
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="where (default ./demo)")
     demo.set_defaults(run=_demo)
+    if extend:
+        extend(sub)
     return parser
 
 
-def _command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+def command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand that takes --config."""
     cmd: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
     cmd.add_argument(
         "--config",
@@ -112,13 +122,30 @@ def _say_waiting(holder: str) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    node = reconcile.Node.from_config(config.load(args.config))
-    doc = status.report(node)
+    if args.url:
+        doc = fetch_status(args.url)
+    else:
+        doc = status.report(reconcile.Node.from_config(config.load(args.config)))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         print_status(doc, sys.stdout)
     return 0
+
+
+def fetch_status(url: str) -> dict[str, Any]:
+    """GET /status of a running agent (the path is added when the URL has none)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"--url {url}: use http:// or https://")
+    if parts.path in ("", "/"):
+        url = urllib.parse.urlunsplit(parts._replace(path="/status"))
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - scheme checked
+            doc: dict[str, Any] = json.load(answer)
+    except (OSError, ValueError) as err:
+        raise DhcpGitopsError(f"{url}: {err}") from err
+    return doc
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -161,6 +188,10 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
     else:
         rows.append(("deployed", "nothing yet"))
     rows.append(("live", _drift_line(live)))
+    if "state" in doc:  # a running agent's document
+        working = f" on {doc['working_on'][:12]}" if doc.get("working_on") else ""
+        rows.append(("agent", f"{doc['state']}{working}, up {doc['uptime_seconds']:.0f} s"))
+        rows.append(("dhcpd", _dhcpd_line(doc["dhcpd"])))
     if doc["pin"]:
         pin = doc["pin"]
         rows.append(("pinned", f"{pin['sha'][:12]} by a rollback, until the branch moves on"))
@@ -181,6 +212,12 @@ def print_status(doc: dict[str, Any], out: TextIO) -> None:
 
 def _commit_line(c: dict[str, Any]) -> str:
     return f"{c['sha'][:12]} {c['subject']!r} by {c['author']}, committed {c['committed_at']}"
+
+
+def _dhcpd_line(dhcpd: dict[str, Any]) -> str:
+    if "running" not in dhcpd:
+        return f"restart = {dhcpd['mode']}: managed outside the agent"
+    return f"running, pid {dhcpd['pid']}" if dhcpd["running"] else "NOT RUNNING"
 
 
 def _drift_line(live: dict[str, Any]) -> str:

@@ -52,17 +52,20 @@ class Node:
         return self.config.deploy.preserve
 
 
+OnStep = Callable[[str, str | None], None]  # (step, the commit if known yet)
+
+
 class Steps:
     """Times each step and turns an unexpected OSError into that step's error."""
 
-    def __init__(self, attempt: Attempt, on_step: Callable[[str], None] | None) -> None:
+    def __init__(self, attempt: Attempt, on_step: OnStep | None) -> None:
         self.attempt = attempt
         self.on_step = on_step
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         if self.on_step:
-            self.on_step(name)
+            self.on_step(name, self.attempt.sha)
         start = time.perf_counter()
         try:
             yield
@@ -80,7 +83,7 @@ def reconcile(
     rollback_to: str | None = None,
     wait: bool = True,
     on_wait: Callable[[str], None] | None = None,
-    on_step: Callable[[str], None] | None = None,
+    on_step: OnStep | None = None,
 ) -> Attempt:
     """Bring the target to the branch head (or to `rollback_to`); record the attempt."""
     what = f"rollback to {rollback_to[:12]}" if rollback_to else "sync"
@@ -115,7 +118,7 @@ def _deploy(
     with step("fetch"):
         sha, pin = _choose_commit(node, state, rollback_to)
         commit = node.mirror.commit(sha)
-        attempt.sha = commit.sha
+        attempt.sha, attempt.subject, attempt.author = commit.sha, commit.subject, commit.author
     with step("render"):
         rendered = render_commit(node, commit.sha)
         digest = tree.content_digest(rendered.files, node.preserve)

@@ -83,6 +83,22 @@ class Mirror:
             raise FetchError(self._explain(err)) from err
         return self.head()
 
+    def remote_head(self) -> str:
+        """The branch's commit on the remote, by ls-remote: no objects are fetched."""
+        try:
+            out = self.repo.git.ls_remote(
+                self.source.url, self.ref, env=self._env(), kill_after_timeout=self.source.timeout
+            )
+        except git.GitCommandError as err:
+            raise FetchError(self._explain(err)) from err
+        for line in str(out).splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == self.ref:
+                return sha
+        raise FetchError(
+            f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
+        )
+
     def head(self) -> str:
         """The commit the mirror's branch points to, from the last fetch."""
         try:

@@ -35,6 +35,8 @@ class Deployed(_Record):
 
 class Attempt(_Record):
     sha: str | None = None
+    subject: str | None = None  # of the commit tried
+    author: str | None = None
     started_at: str
     finished_at: str | None = None
     result: Result | None = None

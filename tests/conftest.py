@@ -16,6 +16,9 @@ from agent.demo import template_dir
 from agent.reconcile import Node
 from agent.service import Service
 
+# Fixture modules: the agent process, network namespaces, ssh and https remotes.
+pytest_plugins = ["tests.agentproc", "tests.netns", "tests.remotes"]
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",
     "GIT_AUTHOR_EMAIL": "author@example.net",
@@ -94,7 +97,7 @@ def toml_text(tables: Mapping[str, Mapping[str, Any]]) -> str:
     lines: list[str] = []
     for name, table in tables.items():
         lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+        lines += [f"{key} = {_toml_value(v)}" for key, v in table.items() if v is not None]
         lines.append("")
     return "\n".join(lines)
 

@@ -11,8 +11,8 @@ the test made, and teardown kills whatever still runs in those namespaces
     dhcpd_wrapper   an executable that runs dhcpd inside a given namespace
     lan (fixture)   a server namespace with 192.0.2.1/24, a veth to a client one
 
-A test module takes the fixtures by importing lan_fixture and netlab_fixture
-(named so that the parameters `lan` and `netlab` do not shadow the imports).
+tests/conftest.py registers this module (pytest_plugins), so every test can ask
+for the `lan` and `netlab` fixtures by name.
 
 Only documentation addresses (192.0.2.0/24, 198.51.100.0/24) are used, and
 no interface is ever added to or moved out of the host's namespace.

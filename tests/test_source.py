@@ -19,10 +19,8 @@ from agent.errors import FetchError
 from agent.source import Mirror, redact, ssh_command
 from tests.conftest import ConfigRepo, git
 
-if TYPE_CHECKING:  # imported for real by pytest_plugins, so pytest can rewrite its asserts
+if TYPE_CHECKING:  # loaded by conftest's pytest_plugins, so pytest rewrites its asserts
     from tests.remotes import HttpsServer, SshServer
-
-pytest_plugins = ["tests.remotes"]
 
 TEMPLATE_DHCP = {"dhcpd.conf.j2", "dhcpd.failover.j2", "hosts.conf", "subnets.conf.j2"}
 

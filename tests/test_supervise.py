@@ -19,14 +19,7 @@ import pytest
 from agent.reconcile import Node, reconcile
 from agent.service import Supervisor
 from tests.conftest import ConfigRepo, NodeFactory, git
-from tests.netns import (  # noqa: F401 (fixtures)
-    Lan,
-    NetLab,
-    dhcpd_pids_using,
-    lan_fixture,
-    netlab_fixture,
-    require_netns,
-)
+from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns
 
 HEALTH_TIMEOUT = 1.0  # long enough for dhcpd to reach its interfaces and die if it will
 

@@ -1,0 +1,218 @@
+"""The agent's reconcile loop: one reconcile at a time, triggers collapsed, retries backed off.
+
+Triggers (start-up, the poll timer, a webhook, POST /sync) only raise a flag;
+the worker thread runs one reconcile for all the flags raised meanwhile, and
+reconcile always fetches the branch head, so the newest commit wins and
+nothing is queued twice. Retries and backoff live here, never in reconcile().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from agent import status
+from agent.errors import DhcpGitopsError
+from agent.reconcile import Node, reconcile
+from agent.service import Supervisor
+from agent.state import Attempt
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 5.0  # seconds before the first retry of a failed reconcile
+BACKOFF_CAP = 300.0
+JITTER = 0.1  # poll intervals and backoffs vary by +-10% so that pairs do not align
+WATCH_EVERY = 1.0  # seconds between checks that a supervised dhcpd still runs
+
+PHASES = {
+    "fetch": "fetching",
+    "render": "rendering",
+    "validate": "validating",
+    "publish": "publishing",
+    "restart": "restarting",
+    "verify": "restarting",
+    "rollback": "restarting",
+    "record": "publishing",
+}
+
+
+@dataclass
+class Progress:
+    """What the loop is doing now, for /status and /metrics."""
+
+    phase: str = "idle"
+    working_on: str | None = None
+    reconciles: int = 0
+    failures: int = 0  # consecutive failed reconciles, for the backoff
+    retry_at: float | None = None  # monotonic time of the next retry
+    dhcpd_restarts: int = 0
+    last_log: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+AfterAttempt = Callable[[Attempt, str], None]
+
+
+class Loop:
+    def __init__(self, node: Node, after: AfterAttempt | None = None, poll: bool = True) -> None:
+        self.node = node
+        self.after = after
+        self.poll = poll and node.config.source.poll_interval > 0
+        self.progress = Progress()
+        self._wake = threading.Condition()
+        self._wanted: str | None = None  # the reason of the pending trigger
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
+
+    # --- triggers -------------------------------------------------------
+
+    def trigger(self, reason: str) -> bool:
+        """Ask for a reconcile; False if one was already pending (collapsed into it)."""
+        with self._wake:
+            fresh = self._wanted is None
+            self._wanted = self._wanted or reason
+            self._wake.notify()
+        return fresh
+
+    def start(self) -> None:
+        self._start_dhcpd_on_live_tree()
+        self.trigger("start-up")
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Let the running reconcile finish its steps, then stop a supervised dhcpd."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.node.service.stop()
+
+    # --- the worker -------------------------------------------------------
+
+    def _run(self) -> None:
+        next_poll = self._next_poll()
+        while True:
+            reason = self._wait(next_poll)
+            if reason is None:
+                return
+            if reason == "timer":
+                next_poll = self._next_poll()
+                if not self._remote_moved():
+                    continue
+            self._reconcile(reason)
+
+    def _wait(self, next_poll: float) -> str | None:
+        """The next trigger's reason, "timer", or None when stopping."""
+        with self._wake:
+            while not self._stopping:
+                if self._wanted:
+                    reason, self._wanted = self._wanted, None
+                    return reason
+                now = time.monotonic()
+                if self.progress.retry_at is not None and now >= self.progress.retry_at:
+                    self.progress.retry_at = None
+                    return "retry"
+                if self.poll and now >= next_poll:
+                    return "timer"
+                self._wake.wait(timeout=min(WATCH_EVERY, max(0.0, next_poll - now)))
+                self._watch_dhcpd()
+            return None
+
+    def _reconcile(self, reason: str) -> None:
+        log.info("reconcile (%s)", reason)
+        progress = self.progress
+        with _captured_log() as captured:
+            try:
+                attempt = reconcile(self.node, on_step=self._on_step)
+            except DhcpGitopsError as err:  # the state dir itself is unusable
+                log.error("reconcile failed: %s", err.message)
+                attempt = None
+        progress.reconciles += 1
+        progress.phase, progress.working_on = "idle", None
+        progress.last_log = captured.getvalue()
+        if attempt is None or attempt.result == "failed":
+            self._back_off()
+        else:
+            progress.failures, progress.retry_at = 0, None
+        if attempt is not None and self.after is not None:
+            self.after(attempt, progress.last_log)
+
+    def _on_step(self, step: str, sha: str | None) -> None:
+        self.progress.phase = PHASES.get(step, step)
+        self.progress.working_on = sha
+
+    def _back_off(self) -> None:
+        p = self.progress
+        p.failures += 1
+        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (p.failures - 1))
+        p.retry_at = time.monotonic() + _jittered(delay)
+        p.phase = "failed"
+        log.warning("reconcile failed %d time(s) in a row; retry in %.0f s", p.failures, delay)
+
+    def _next_poll(self) -> float:
+        return time.monotonic() + _jittered(self.node.config.source.poll_interval)
+
+    def _remote_moved(self) -> bool:
+        """The cheap check before any fetch: ls-remote, and drift of the live tree."""
+        state = self.node.store.load()
+        try:
+            head = self.node.mirror.remote_head()
+        except DhcpGitopsError as err:
+            log.warning("poll: %s", err.message)
+            return self.progress.retry_at is None  # a failing remote is the backoff's job
+        pinned = state.pin is not None and state.pin.while_head == head
+        tried = state.last_attempt is not None and state.last_attempt.sha == head
+        if not (tried or pinned):
+            return True  # a commit we have not tried yet
+        return bool(status.live(self.node, state)["drift"] != "none")  # repair drift
+
+    # --- a supervised dhcpd -------------------------------------------------
+
+    def _start_dhcpd_on_live_tree(self) -> None:
+        svc = self.node.service
+        target = self.node.config.deploy.target / self.node.config.dhcpd.config
+        if isinstance(svc, Supervisor) and target.is_file():
+            with contextlib.suppress(DhcpGitopsError):
+                svc.start()
+
+    def _watch_dhcpd(self) -> None:
+        """Bring back a supervised dhcpd that died between deploys (not during one)."""
+        svc = self.node.service
+        if not isinstance(svc, Supervisor) or svc.proc is None or svc.alive():
+            return
+        said = "\n".join(list(svc.output)[-5:])
+        log.error("dhcpd exited unexpectedly; starting it again. It said:\n%s", said)
+        self.progress.dhcpd_restarts += 1
+        with contextlib.suppress(DhcpGitopsError):
+            svc.start()
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
+
+
+def _jittered(seconds: float) -> float:
+    return seconds * random.uniform(1 - JITTER, 1 + JITTER)  # noqa: S311 - not for secrets
+
+
+@contextlib.contextmanager
+def _captured_log() -> Iterator[io.StringIO]:
+    """The agent's log lines of this thread, for the notification's deploy log."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
+    root = logging.getLogger("agent")
+    root.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        root.removeHandler(handler)

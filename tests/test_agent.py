@@ -1,0 +1,236 @@
+"""`dhcp-gitops agent` for real: a process on loopback, real pushes, signed webhooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.agentproc import (
+    EXE,
+    SECRET,
+    TOKEN,
+    AgentProcess,
+    StartAgent,
+    github_signature,
+    push_payload,
+)
+from tests.conftest import ConfigRepo
+
+
+@pytest.fixture(autouse=True)
+def _needs_dhcpd(dhcpd_binary: str) -> None:
+    """Every deploy validates with the real dhcpd: fail, never skip, without it."""
+
+
+def new_commit(repo: ConfigRepo, n: int) -> str:
+    repo.write("dhcp/hosts.conf", repo.read("dhcp/hosts.conf") + f"\n# change {n}\n")
+    return repo.commit(f"Change {n}")
+
+
+def test_start_up_deploys_the_branch_head(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    head = repo.commit("Head at start")
+    agent = start_agent()
+    doc = agent.wait_deployed(head)
+    assert doc["node"] == {"name": "dhcp1", "role": "primary"}
+    assert doc["last_attempt"]["result"] == "deployed"
+    assert doc["live"]["drift"] == "none" and doc["version"]
+    assert doc["deployed"]["subject"] == "Head at start"
+
+
+def test_a_push_and_a_signed_webhook_deploy_the_pushed_commit(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None)
+    sha = new_commit(repo, 1)
+    answer = agent.github_push(sha)
+    assert answer.status_code == 202 and answer.json()["status"] in ("queued", "already queued")
+    agent.wait_deployed(sha)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "code"),
+    [
+        ({"X-GitHub-Event": "push"}, push_payload("a" * 40), 401),
+        ({"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+         push_payload("a" * 40), 403),
+        ({"X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(b"{}", "wrong")},
+         b"{}", 403),
+        ({"X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(b"{not json")},
+         b"{not json", 400),
+    ],
+)  # fmt: skip
+def test_bad_webhooks_are_refused(
+    start_agent: StartAgent, headers: dict[str, str], body: bytes, code: int
+) -> None:
+    agent = start_agent()
+    answer = agent.client.post("/webhook/github", content=body, headers=headers)
+    assert answer.status_code == code, answer.text
+    assert SECRET not in answer.text
+
+
+def test_webhook_edge_cases(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    agent = start_agent(http={"max_body": 4096})
+    big = b"{" + b" " * 5000 + b"}"
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": github_signature(big)}
+    assert agent.client.post("/webhook/github", content=big, headers=headers).status_code == 413
+    assert agent.client.post("/webhook/nowhere", content=b"{}").status_code == 404
+    other = agent.github_push("b" * 40, branch="feature")
+    assert other.status_code == 200 and "ignored" in other.json()["status"]
+    ping = b'{"zen": "Keep it logically awesome.", "hook_id": 1}'
+    answer = agent.client.post(
+        "/webhook/github", content=ping,
+        headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": github_signature(ping)},
+    )  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["status"] == "pong"
+    sha = new_commit(repo, 2)
+    body = push_payload(sha)
+    replay = {"X-GitHub-Event": "push", "X-GitHub-Delivery": "same-id",
+              "X-Hub-Signature-256": github_signature(body)}  # fmt: skip
+    assert agent.client.post("/webhook/github", content=body, headers=replay).status_code == 202
+    again = agent.client.post("/webhook/github", content=body, headers=replay)
+    assert again.status_code == 200 and "duplicate" in again.json()["status"]
+
+
+def test_webhooks_are_off_without_a_secret(start_agent: StartAgent) -> None:
+    agent = start_agent(http={"webhook_secret_file": None})
+    answer = agent.github_push("c" * 40)
+    assert answer.status_code == 403 and "webhook_secret_file" in answer.text
+
+
+def test_post_sync_needs_the_token(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    assert agent.client.post("/sync").status_code == 401
+    wrong = agent.client.post("/sync", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403 and TOKEN not in wrong.text
+    sha = new_commit(repo, 3)
+    right = agent.client.post("/sync", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 202
+    agent.wait_deployed(sha)
+
+
+def test_a_storm_of_webhooks_during_a_slow_reconcile_collapses(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    """100 deliveries while a reconcile runs: at most 2 reconciles, the newest commit live."""
+    agent = start_agent(dhcpd={"restart": "command", "restart_command": ["sleep", "1.5"]})
+    start = agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    before = start["reconciles"]
+    shas = [new_commit(repo, 100)]
+    assert agent.github_push(shas[0]).status_code == 202
+    agent.wait_for(lambda d: d["state"] != "idle", timeout=10)
+    for i in range(100):
+        if i % 20 == 0:
+            shas.append(new_commit(repo, 101 + i))
+        assert agent.github_push(shas[-1]).status_code == 202
+    doc = agent.wait_deployed(shas[-1], timeout=30)
+    time.sleep(0.5)  # a third reconcile, if one were wrongly queued, would start now
+    doc = agent.status()
+    assert doc["reconciles"] - before <= 2, doc["reconciles"] - before
+    assert doc["deployed"]["sha"] == shas[-1]
+
+
+def test_the_timer_picks_up_a_push_without_a_webhook(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    agent = start_agent(source={"poll_interval": 0.3})
+    agent.wait_for(lambda d: d["deployed"] is not None)
+    sha = new_commit(repo, 4)
+    agent.wait_deployed(sha)
+
+
+def test_read_endpoints(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    assert agent.client.get("/healthz").json() == {"ok": True, "problems": []}
+    history = agent.client.get("/history").json()
+    assert history[-1]["result"] == "deployed"
+    metrics = agent.client.get("/metrics").text
+    for name in (
+        "dhcp_gitops_deployed_info{sha=",
+        "dhcp_gitops_last_success_timestamp_seconds",
+        "dhcp_gitops_reconcile_duration_seconds_bucket",
+        'dhcp_gitops_reconciles_total{result="deployed"}',
+        "dhcp_gitops_drift 0.0",
+    ):
+        assert name in metrics, name
+    assert "/webhook/{provider}" in agent.client.get("/openapi.json").json()["paths"]
+    assert agent.client.get("/docs").status_code == 200
+    doc = agent.status()
+    for key in ("state", "working_on", "dhcpd", "uptime_seconds", "server_time", "version"):
+        assert key in doc
+
+
+def test_a_refused_commit_is_reported_with_file_and_line(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    agent = start_agent()
+    good = agent.wait_for(lambda d: d["deployed"] is not None)["deployed"]["sha"]
+    repo.replace("dhcp/hosts.conf", "fixed-address 192.0.2.10;", "fixed-address 192.0.2.10")
+    bad = repo.commit("Typo")
+    agent.github_push(bad)
+    doc = agent.wait_for(lambda d: (d["last_attempt"] or {}).get("sha") == bad)
+    assert doc["last_attempt"]["result"] == "refused"
+    problem = doc["last_attempt"]["problems"][0]
+    assert (problem["source"], problem["line"]) == ("dhcp/hosts.conf", 6)
+    assert doc["deployed"]["sha"] == good
+    failures = agent.client.get("/metrics").text
+    assert 'dhcp_gitops_failures_total{step="validate"} 1.0' in failures
+
+
+def test_status_url_prints_a_remote_agent(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    done = subprocess.run([EXE, "status", "--url", agent.url], capture_output=True, text=True,
+                          timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "dhcp1 (primary)" in done.stdout and "agent      idle" in done.stdout
+    as_json = subprocess.run([EXE, "status", "--url", agent.url, "--json"], capture_output=True,
+                             text=True, timeout=30, check=False)  # fmt: skip
+    assert json.loads(as_json.stdout)["state"] == "idle"
+
+
+def test_sigterm_stops_the_agent_cleanly(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None)
+    assert agent.stop() == 0
+
+
+def test_no_secret_in_any_output(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    agent = start_agent(source={"poll_interval": 0.3})
+    agent.wait_for(lambda d: d["deployed"] is not None)
+    seen = []
+    for path in ("/status", "/history", "/metrics", "/healthz", "/openapi.json"):
+        seen.append(agent.client.get(path).text)
+    seen.append(agent.client.post("/sync", headers={"Authorization": "Bearer x"}).text)
+    seen.append(agent.github_push("d" * 40).text)
+    agent.stop()
+    seen.append(agent.output())
+    seen.append(Path(agent.config).parent.joinpath("state", "state.json").read_text())
+    for text in seen:
+        assert SECRET not in text and TOKEN not in text
+
+
+def test_a_bad_config_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        '[node]\nname = "a"\nrole = "primary"\n[source]\nurl = "/x"\n[http]\nlisten = "nowhere"\n'
+    )
+    done = subprocess.run([EXE, "agent", "--config", str(path)], capture_output=True, text=True,
+                          timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 2 and "[http] listen" in done.stderr
+
+
+def test_answers_stay_fast_while_reconciling(repo: ConfigRepo, start_agent: StartAgent) -> None:
+    """The API never waits for a reconcile: a slow restart does not block /status."""
+    agent: AgentProcess = start_agent(
+        dhcpd={"restart": "command", "restart_command": ["sleep", "3"]}
+    )
+    agent.wait_for(lambda d: d["state"] != "idle", timeout=10)
+    assert agent.client.get("/status", timeout=httpx.Timeout(2.0)).status_code == 200
