@@ -68,6 +68,12 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="deploy the example pair into a local folder and show it")
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="where (default ./demo)")
+    demo.add_argument(
+        "--serve", action="store_true", help="then run both agents on loopback until Ctrl-C"
+    )
+    demo.add_argument(
+        "--port", type=int, default=8647, help="the primary's port; the secondary's is next"
+    )
     demo.set_defaults(run=_demo)
     if extend:
         extend(sub)
@@ -151,7 +157,7 @@ def fetch_status(url: str) -> dict[str, Any]:
 def _demo(args: argparse.Namespace) -> int:
     from agent import demo  # only the demo needs the template and git set-up code
 
-    return demo.run(args.dir, sys.stdout)
+    return demo.run(args.dir, sys.stdout, serve=args.serve, port=args.port)
 
 
 # --- human output -----------------------------------------------------------

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import difflib
 import io
+import secrets
 import shutil
+import signal
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import TextIO
@@ -25,6 +29,7 @@ from agent.errors import DhcpGitopsError, UsageError
 MARKER = ".dhcp-gitops-demo"
 AUTHOR = git.Actor("Demo User", "demo@example.net")
 NODES = (("dhcp1", "primary"), ("dhcp2", "secondary"))
+POLL = 2  # seconds: the demo agents notice a push quickly without a webhook
 
 
 def template_dir() -> Path:
@@ -36,11 +41,14 @@ def template_dir() -> Path:
     raise DhcpGitopsError("repo-template is missing from this installation")
 
 
-def run(folder: Path, out: TextIO) -> int:
+def run(folder: Path, out: TextIO, serve: bool = False, port: int = 8647) -> int:
+    """The story of a deploy, a refusal and a fix; then, with serve, the live agents."""
     folder = folder.resolve()
     _fresh(folder)
     work, remote = _make_repo(folder)
-    nodes = [_node(folder, remote, name, role) for name, role in NODES]
+    for name in ("webhook-secret", "token"):
+        (folder / name).write_text(secrets.token_hex(16) + "\n")
+    nodes = [_node(folder, remote, name, role, port + i) for i, (name, role) in enumerate(NODES)]
 
     _say(out, f"1. config repo {work} (remote {remote}), deployed to both servers:")
     failed = sum(_sync(n, out) for n in nodes)
@@ -68,7 +76,41 @@ def run(folder: Path, out: TextIO) -> int:
     print(f"  cd {work} && $EDITOR dhcp/hosts.conf && git commit -am 'my change' && git push",
           file=out)  # fmt: skip
     print(f"  dhcp-gitops sync --config {nodes[0].config.file}", file=out)
-    return 0 if failed == 0 and refused == len(nodes) else 1
+    ok = failed == 0 and refused == len(nodes)
+    if serve and ok:
+        return _serve(folder, work, nodes, out)
+    return 0 if ok else 1
+
+
+def _serve(folder: Path, work: Path, nodes: list[reconcile.Node], out: TextIO) -> int:
+    """Run `dhcp-gitops agent` for both nodes on loopback until Ctrl-C or SIGTERM."""
+    exe = shutil.which("dhcp-gitops") or str(Path(sys.executable).with_name("dhcp-gitops"))
+    agents = [subprocess.Popen([exe, "agent", "--config", str(n.config.file)]) for n in nodes]
+    signal.signal(signal.SIGTERM, _interrupt)  # a stop request ends the demo like Ctrl-C
+    primary = f"http://{nodes[0].config.http.listen}"
+    _say(out, "4. the agents now run, polling the repo every 2 s:")
+    for n in nodes:
+        print(f"  {n.config.node.name}: curl -s http://{n.config.http.listen}/status", file=out)
+    print(f"  cd {work} && $EDITOR dhcp/hosts.conf && git commit -qam 'my change' && git push -q",
+          file=out)  # fmt: skip
+    print(f"  dhcp-gitops status --url {primary}     # watch it go live", file=out)
+    print(f'  curl -X POST -H "Authorization: Bearer $(cat {folder}/token)" {primary}/sync',
+          file=out)  # fmt: skip
+    print("  Ctrl-C stops them.", file=out, flush=True)
+    try:
+        for agent in agents:
+            agent.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for agent in agents:
+            agent.terminate()
+        codes = [agent.wait(30) for agent in agents]
+    return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _fresh(folder: Path) -> None:
@@ -103,16 +145,18 @@ def _commit(work: Path, file: Path, text: str) -> None:
     repo.remote("origin").push("main:main").raise_if_error()
 
 
-def _node(folder: Path, remote: Path, name: str, role: str) -> reconcile.Node:
+def _node(folder: Path, remote: Path, name: str, role: str, port: int) -> reconcile.Node:
     home = folder / role
     (home / "etc").mkdir(parents=True)
     toml = home / "agent.toml"
     toml.write_text(
         f'[node]\nname = "{name}"\nrole = "{role}"\n\n'
-        f'[source]\nurl = "file://{remote}"\nbranch = "main"\n\n'
+        f'[source]\nurl = "file://{remote}"\nbranch = "main"\npoll_interval = {POLL}\n\n'
         f'[deploy]\ntarget = "etc/dhcp"\nstate_dir = "state"\n\n'
         f'[dhcpd]\nrestart = "none"  # the demo never starts a DHCP server\n'
-        f'lease_file = "dhcpd.leases"\n'
+        f'lease_file = "dhcpd.leases"\n\n'
+        f'[http]\nlisten = "127.0.0.1:{port}"\nwebhook_secret_file = "../webhook-secret"\n'
+        f'token_file = "../token"\n'
     )
     return reconcile.Node.from_config(config.load(toml))
 

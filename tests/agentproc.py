@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ import httpx
 import pytest
 
 from tests.conftest import NodeFactory
+from tests.receivers import free_port
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 SECRET = "webhook-secret-6f1e2d"
 TOKEN = "api-token-9a8b7c"
 START_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def github_signature(body: bytes, secret: str = SECRET) -> str:
@@ -113,7 +107,7 @@ def start_agent(tmp_path: Path, make_node: NodeFactory) -> Iterator[StartAgent]:
     (tmp_path / "token").write_text(TOKEN + "\n")
 
     def start(
-        name: str = "dhcp1", role: str = "primary", **sections: dict[str, Any]
+        name: str = "dhcp1", role: str = "primary", wait: bool = True, **sections: dict[str, Any]
     ) -> AgentProcess:
         port = free_port()
         http = {
@@ -132,7 +126,8 @@ def start_agent(tmp_path: Path, make_node: NodeFactory) -> Iterator[StartAgent]:
             )  # fmt: skip
         agent = AgentProcess(proc, f"http://127.0.0.1:{port}", node.config.file, log)
         started.append(agent)
-        _wait_until_up(agent)
+        if wait:
+            _wait_until_up(agent)
         return agent
 
     yield start

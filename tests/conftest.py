@@ -16,8 +16,9 @@ from agent.demo import template_dir
 from agent.reconcile import Node
 from agent.service import Service
 
-# Fixture modules: the agent process, network namespaces, ssh and https remotes.
-pytest_plugins = ["tests.agentproc", "tests.netns", "tests.remotes"]
+# Fixture modules: the agent process, network namespaces, ssh and https remotes,
+# and the SMTP and HTTP receivers of notifications.
+pytest_plugins = ["tests.receivers", "tests.agentproc", "tests.netns", "tests.remotes"]
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",

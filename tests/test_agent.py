@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.agentproc import (
     push_payload,
 )
 from tests.conftest import ConfigRepo
+from tests.receivers import Inbox, Receiver, free_port, hook_url
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +236,62 @@ def test_answers_stay_fast_while_reconciling(repo: ConfigRepo, start_agent: Star
     )
     agent.wait_for(lambda d: d["state"] != "idle", timeout=10)
     assert agent.client.get("/status", timeout=httpx.Timeout(2.0)).status_code == 200
+
+
+def test_deploys_and_refusals_are_mailed_and_posted(
+    repo: ConfigRepo, start_agent: StartAgent, inbox: Inbox, receiver: Receiver
+) -> None:
+    agent = start_agent(
+        notify={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": inbox.port,
+            "mail_to": ["noc@example.net"],
+            "webhook_url": hook_url(receiver),
+        }
+    )
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    repo.replace("dhcp/hosts.conf", "fixed-address 192.0.2.10;", "fixed-address 192.0.2.10")
+    bad = repo.commit("Typo in hosts")
+    agent.github_push(bad)
+    agent.wait_for(lambda d: (d["last_attempt"] or {}).get("sha") == bad)
+    deadline = time.monotonic() + 10
+    while (len(inbox.mails) < 2 or len(receiver.bodies) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    subjects = [inbox.message(i)["Subject"] for i in range(len(inbox.mails))]
+    assert "deployed" in subjects[0] and "dhcp1 (primary)" in subjects[0]
+    assert "refused" in subjects[1] and "Typo in hosts" in subjects[1]
+    body = inbox.message(1).get_body(("plain",))
+    assert body is not None and "dhcp/hosts.conf:6: semicolon expected." in body.get_content()
+    posted = json.loads(receiver.bodies[1][2])
+    assert posted["result"] == "refused" and "dhcp/hosts.conf:6" in posted["text"]
+
+
+def test_tls_from_the_configured_certificate(
+    tmp_path: Path, repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    cert, key = tmp_path / "agent.crt", tmp_path / "agent.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    start_agent(
+        http={"listen": f"127.0.0.1:{port}", "tls_cert": str(cert), "tls_key": str(key)},
+        wait=False,
+    )
+    trust = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=trust) as client:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert client.get("/healthz").status_code in (200, 503)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        assert client.get("/status").json()["node"]["name"] == "dhcp1"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)

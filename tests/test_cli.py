@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agent import __version__
-from tests.conftest import ConfigRepo, NodeFactory
+from tests.conftest import ConfigRepo, NodeFactory, git
+from tests.receivers import free_port
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 
@@ -136,3 +140,43 @@ def test_demo_says_why_when_the_first_deploy_fails(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "unshare: not permitted here" in done.stdout
     assert "did not deploy" in done.stdout
+
+
+def test_demo_serve_runs_agents_that_pick_up_a_push(tmp_path: Path) -> None:
+    port = free_port()
+    demo = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [EXE, "demo", "--serve", "--dir", str(demo), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the story, then the agents' instructions
+            if "Ctrl-C stops them" in line:
+                break
+        repo = demo / "config"
+        (repo / "dhcp" / "hosts.conf").write_text(
+            (repo / "dhcp" / "hosts.conf").read_text() + "\n# a change of mine\n"
+        )
+        git(repo, "commit", "-qam", "My change")
+        git(repo, "push", "-q")
+        head = git(repo, "rev-parse", "HEAD")
+        for url in (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"):
+            wait_for_deployed(url, head)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0
+
+
+def wait_for_deployed(url: str, sha: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            doc = httpx.get(f"{url}/status", timeout=5).json()
+            if doc["deployed"] and doc["deployed"]["sha"] == sha:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not deploy {sha} within {timeout} s")

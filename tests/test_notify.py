@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import json
 import logging
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from agent import notify
 from agent.config import Notify
 from agent.errors import Problem
 from agent.notify import Event
 from agent.state import Attempt
+from tests.receivers import (
+    LOOPBACK,
+    PASSWORD,
+    USER,
+    Inbox,
+    Receiver,
+    free_port,
+    hook_url,
+    smtp_server,
+)  # fmt: skip
 
-LOOPBACK = "127.0.0.1"
 SHA = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
 LIVE = "0f0e0d0c0b0a09080706050403020100ffeeddcc"
-USER = "agent"
-PASSWORD = "s3cret-Pa55-w0rd"
 WRONG = "not-the-Pa55-w0rd"
 LOG = "fetch: origin/main is 1a2b3c4d5e6f\nvalidate: dhcpd -t refused the staged tree\n"
 
@@ -76,67 +74,6 @@ def event(result: str = "refused", log: str = LOG) -> Event:
         live_sha=SHA if result == "deployed" else LIVE,
         log=log,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-# --- a real SMTP server ---
-
-
-@dataclass
-class Inbox:
-    """aiosmtpd handler: keeps every mail and every AUTH mechanism it saw."""
-
-    port: int = 0
-    mails: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-    mechanisms: list[str] = field(default_factory=list)
-    unknown: tuple[str, ...] = ()  # recipients answered 550
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if address in self.unknown:
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.mails.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-    def authenticate(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
-    ) -> AuthResult:
-        self.mechanisms.append(mechanism)
-        ok = isinstance(data, LoginPassword) and data == (USER.encode(), PASSWORD.encode())
-        # handled=False: aiosmtpd then answers 535 itself (True would leave the client waiting).
-        return AuthResult(success=ok, handled=False)
-
-    def message(self, index: int = 0) -> EmailMessage:
-        raw = self.mails[index][2]
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-
-@contextmanager
-def smtp_server(inbox: Inbox, **options: Any) -> Iterator[Inbox]:
-    controller = Controller(inbox, hostname=LOOPBACK, port=inbox.port, **options)
-    controller.start()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server(Inbox(port=free_port())) as box:
-        yield box
 
 
 @pytest.fixture(scope="module")
@@ -182,48 +119,6 @@ def mail_cfg(port: int, **more: Any) -> Notify:
         timeout=5.0,
         **more,
     )
-
-
-# --- a real HTTP receiver ---
-
-
-class Receiver(ThreadingHTTPServer):
-    status = 200
-    bodies: list[tuple[str, str, bytes]]
-
-
-class _Hook(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(length)
-        self.server.bodies.append((self.path, self.headers.get("Content-Type", ""), body))
-        self.send_response(self.server.status)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver((LOOPBACK, 0), _Hook)
-    server.bodies = []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def hook_url(server: Receiver) -> str:
-    return f"http://{LOOPBACK}:{server.server_address[1]}/services/T0/B0/hook-token"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from agent.reconcile import Node, reconcile
 from agent.service import Supervisor
+from tests.agentproc import StartAgent
 from tests.conftest import ConfigRepo, NodeFactory, git
 from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns
 
@@ -261,3 +263,24 @@ def test_netlab_teardown_kills_what_runs_in_its_namespaces() -> None:
         assert not ns.path.exists()
     finally:
         lab.teardown()
+
+
+def test_the_agent_process_supervises_dhcpd_and_stops_it_on_sigterm(
+    lan: Lan, start_agent: StartAgent
+) -> None:
+    agent = start_agent(
+        dhcpd={"restart": "supervise", "binary": str(lan.dhcpd), "args": [lan.interface],
+               "health_timeout": HEALTH_TIMEOUT},
+    )  # fmt: skip
+    doc = agent.wait_for(lambda d: d["deployed"] is not None and d["dhcpd"].get("running"))
+    first = doc["dhcpd"]["pid"]
+    assert lan.server.holds(first)
+    assert agent.client.get("/healthz").json()["ok"] is True
+
+    os.kill(first, signal.SIGKILL)  # dhcpd dies between deploys: the agent brings it back
+    doc = agent.wait_for(lambda d: d["dhcpd"].get("running") and d["dhcpd"]["pid"] != first)
+    second = doc["dhcpd"]["pid"]
+    assert doc["dhcpd"]["unexpected_restarts"] == 1 and lan.server.holds(second)
+
+    assert agent.stop() == 0
+    assert wait_until(lambda: not Path(f"/proc/{second}").exists(), timeout=5)
