@@ -25,9 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class LeaseSnapshot:
-    def __init__(self, lease_file: Path, state_dir: Path) -> None:
+    def __init__(self, lease_file: Path) -> None:
         self.lease_file = lease_file
-        self.link = state_dir / "leases.before-restart"
+        # Beside the lease file: a hard link cannot cross into another mount, and
+        # state_dir often is one (container volumes, systemd's ReadWritePaths).
+        self.link = lease_file.with_name(f".{lease_file.name}.dhcp-gitops")
 
     def take(self) -> None:
         """Link the lease file as it is now (dhcpd stopped); a missing one is fine."""
@@ -39,8 +41,8 @@ class LeaseSnapshot:
         except OSError as err:
             if err.errno not in (errno.EXDEV, errno.EPERM):
                 raise
-            log.warning("lease file %s cannot be linked from %s: %s; a failed start may "
-                        "drop leases", self.lease_file, self.link.parent, err.strerror)  # fmt: skip
+            log.warning("lease file %s cannot be linked: %s; a failed start may drop leases",
+                        self.lease_file, err.strerror)  # fmt: skip
 
     def put_back(self) -> bool:
         """Restore the linked lease file if dhcpd replaced it since; True if it did."""

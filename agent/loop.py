@@ -121,9 +121,18 @@ class Loop:
                     return "retry"
                 if self.poll and now >= next_poll:
                     return "timer"
-                self._wake.wait(timeout=min(WATCH_EVERY, max(0.0, next_poll - now)))
+                self._wake.wait(timeout=self._sleep(now, next_poll))
                 self._watch_dhcpd()
             return None
+
+    def _sleep(self, now: float, next_poll: float) -> float:
+        """Until the next dhcpd check, poll or retry, whichever comes first."""
+        deadlines = [now + WATCH_EVERY]
+        if self.poll:
+            deadlines.append(next_poll)
+        if self.progress.retry_at is not None:
+            deadlines.append(self.progress.retry_at)
+        return max(0.0, min(deadlines) - now)
 
     def _reconcile(self, reason: str) -> None:
         log.info("reconcile (%s)", reason)

@@ -44,7 +44,7 @@ class Supervisor:
         self.dhcpd = dhcpd
         self.target = target
         self.pid_file = state_dir / "dhcpd.pid"
-        self.leases = LeaseSnapshot(dhcpd.lease_file, state_dir)
+        self.leases = LeaseSnapshot(dhcpd.lease_file)
         self.output: deque[str] = deque(maxlen=OUTPUT_LINES)
         self.proc: subprocess.Popen[str] | None = None
         self.reader: threading.Thread | None = None
