@@ -16,7 +16,7 @@ from typing import NoReturn
 
 from agent import lock, publish, render, stage, tree
 from agent.config import AgentConfig, Result
-from agent.errors import RenderError, RolledBack, ServiceError, StepError
+from agent.errors import RolledBack, ServiceError, StepError
 from agent.releases import Releases
 from agent.service import Service, for_config
 from agent.source import Commit, Mirror
@@ -168,21 +168,15 @@ def _choose_commit(node: Node, state: State, rollback_to: str | None) -> tuple[s
 
 
 def render_commit(node: Node, sha: str) -> render.Rendered:
-    """The live tree the commit renders to on this node (what validate and plan use too)."""
-    config, mirror = node.config, node.mirror
-    where = config.source.path or "the repository root"
-    if not mirror.has_pair_folder(sha):
-        raise RenderError(config.source.path, f"pair folder not found in commit {sha[:12]}")
-    base = mirror.read(sha, render.BASE)
-    if base is None:
-        raise RenderError(f"{render.BASE}/", f"no dhcp/ folder in {where} at {sha[:12]}")
-    overlay_folder = render.role_folder(config.node.role)
-    overlay = mirror.read(sha, overlay_folder) or []
-    pair = mirror.read(sha, "pair.toml")
-    values = render.variables(
-        config.node.name, config.node.role, str(config.deploy.target), pair[0] if pair else None
+    """The live tree the commit renders to on this node."""
+    config = node.config
+    return render.render_pair(
+        node.mirror.snapshot(sha),
+        config.source.path,
+        config.node.role,
+        config.node.name,
+        str(config.deploy.target),
     )
-    return render.render([(render.BASE, base), (overlay_folder, overlay)], values)
 
 
 def _restart_or_roll_back(node: Node, step: Steps) -> None:

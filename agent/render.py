@@ -1,6 +1,7 @@
 """Repo files in, the files of the live tree out: overlay the role, render *.j2.
 
-Pure: no I/O here, so the agent, `validate` and `plan` render identically.
+No I/O of its own: files come through a Snapshot (a commit or a checkout), so
+the agent, `validate` and `plan` render identically.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from agent.errors import RenderError
-from agent.source import RepoFile
+from agent.source import RepoFile, Snapshot
 
 TEMPLATE_SUFFIX = ".j2"
 BASE = "dhcp"
+COMMON = "common"  # at the repo root, laid under every pair's dhcp/
+PAIR_FILE = "pair.toml"
 
 # One layer: the repo folder (relative to the pair folder) and the files below it.
 Layer = tuple[str, Sequence[RepoFile]]
@@ -33,6 +36,32 @@ class Rendered:
 
 def role_folder(role: str) -> str:
     return f"roles/{role}"
+
+
+def render_pair(snapshot: Snapshot, pair: str, role: str, node_name: str, target: str) -> Rendered:
+    """The live tree of one role: common/, then the pair's dhcp/, then roles/<role>/.
+
+    The same for the agent (a commit), `validate` (a checkout) and `plan`.
+    """
+    base_folder = _join(pair, BASE)
+    base = snapshot.read(base_folder)
+    if base is None:
+        if pair and not snapshot.exists(pair):
+            raise RenderError(pair, "pair folder not found")
+        raise RenderError(f"{base_folder}/", "no dhcp/ folder in the pair folder")
+    overlay_folder = _join(pair, role_folder(role))
+    layers = [
+        (COMMON, snapshot.read(COMMON) or []),
+        (base_folder, base),
+        (overlay_folder, snapshot.read(overlay_folder) or []),
+    ]
+    pair_toml = snapshot.read(_join(pair, PAIR_FILE))
+    values = variables(node_name, role, target, pair_toml[0] if pair_toml else None)
+    return render(layers, values)
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
 
 
 def render(layers: Iterable[Layer], variables: Mapping[str, Any]) -> Rendered:

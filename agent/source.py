@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import git
 from git.objects import Blob, Tree
@@ -38,7 +39,7 @@ class Commit:
 
 @dataclass(frozen=True)
 class RepoFile:
-    path: str  # relative to the pair folder, '/'-separated
+    path: str  # from the repository root, '/'-separated
     data: bytes
 
 
@@ -120,27 +121,8 @@ class Mirror:
         except (git.BadName, ValueError) as err:
             raise FetchError(f"commit {rev!r} is not in the mirror") from err
 
-    def read(self, sha: str, rel: str) -> list[RepoFile] | None:
-        """The file or the files below the folder `rel` of the pair folder; None if absent."""
-        path = "/".join(p for p in (self.source.path, rel) if p)
-        try:
-            item = self.repo.commit(sha).tree / path if path else self.repo.commit(sha).tree
-        except KeyError:
-            return None
-        if isinstance(item, Tree):
-            return list(_files(item, prefix=self.source.path))
-        if isinstance(item, Blob) and item.mode != SYMLINK_MODE:
-            return [RepoFile(path=rel, data=item.data_stream.read())]
-        raise RenderError(rel, "expected a file or a folder, found a link or a submodule")
-
-    def has_pair_folder(self, sha: str) -> bool:
-        if not self.source.path:
-            return True
-        try:
-            self.repo.commit(sha).tree / self.source.path
-        except KeyError:
-            return False
-        return True
+    def snapshot(self, sha: str) -> CommitSnapshot:
+        return CommitSnapshot(self.repo.commit(sha).tree)
 
     def _env(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
@@ -177,16 +159,81 @@ def ssh_command(source: Source) -> str:
     return shlex.join(argv)
 
 
-def _files(tree: Tree, prefix: str) -> Iterator[RepoFile]:
+class Snapshot(Protocol):
+    """The config repo's files at one revision: a commit, or a checkout on disk."""
+
+    def read(self, path: str) -> list[RepoFile] | None:
+        """The file, or every file below the folder, at `path` (from the repo root); None
+        when there is nothing there. Links, submodules and special files are refused."""
+
+    def exists(self, path: str) -> bool: ...
+
+
+class CommitSnapshot:
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+
+    def read(self, path: str) -> list[RepoFile] | None:
+        try:
+            item = self.tree / path if path else self.tree
+        except KeyError:
+            return None
+        if isinstance(item, Tree):
+            return list(_blobs(item))
+        return [_repo_file(item, path)]
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.tree / path  # the lookup is the test
+        except KeyError:
+            return False
+        return True
+
+
+class WorkTree:
+    """A checkout's files as they are on disk (uncommitted changes included), .git left out."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, path: str) -> list[RepoFile] | None:
+        full = self.root / path
+        if not (full.exists() or full.is_symlink()):
+            return None
+        if full.is_dir() and not full.is_symlink():
+            return [self._file(p) for p in sorted(full.rglob("*")) if self._wanted(p)]
+        return [self._file(full)]
+
+    def exists(self, path: str) -> bool:
+        return (self.root / path).exists()
+
+    def _wanted(self, path: Path) -> bool:
+        return ".git" not in path.relative_to(self.root).parts and (
+            path.is_symlink() or not path.is_dir()
+        )
+
+    def _file(self, path: Path) -> RepoFile:
+        rel = path.relative_to(self.root).as_posix()
+        if path.is_symlink():
+            raise RenderError(rel, f"symbolic link (to {str(path.readlink())!r}) refused: "
+                              "commit the file")  # fmt: skip
+        if not path.is_file():
+            raise RenderError(rel, "not a regular file")
+        return RepoFile(path=rel, data=path.read_bytes())
+
+
+def _blobs(tree: Tree) -> Iterator[RepoFile]:
     """Every blob below the tree; links and submodules are refused, not followed."""
     for item in tree.list_traverse():
         if isinstance(item, Tree | tuple):  # tuples only in typing: we traverse one tree
             continue
-        path = str(item.path)
-        shown = path.removeprefix(f"{prefix}/") if prefix else path
-        if not isinstance(item, Blob):
-            raise RenderError(shown, "submodules are not supported in the config tree")
-        if item.mode == SYMLINK_MODE:
-            target = item.data_stream.read().decode("utf-8", "replace")
-            raise RenderError(shown, f"symbolic link (to {target!r}) refused: commit the file")
-        yield RepoFile(path=shown, data=item.data_stream.read())
+        yield _repo_file(item, str(item.path))
+
+
+def _repo_file(item: object, path: str) -> RepoFile:
+    if not isinstance(item, Blob):
+        raise RenderError(path, "submodules are not supported in the config tree")
+    if item.mode == SYMLINK_MODE:
+        target = item.data_stream.read().decode("utf-8", "replace")
+        raise RenderError(path, f"symbolic link (to {target!r}) refused: commit the file")
+    return RepoFile(path=path, data=item.data_stream.read())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -339,3 +340,18 @@ def test_a_crash_between_exchange_and_restart_still_gets_its_restart(
     assert restarts(tmp_path) == 2
     assert reconcile(node).result == "deployed"
     assert restarts(tmp_path) == 3
+
+
+def test_common_files_are_laid_under_every_pair(repo: ConfigRepo, make_node: NodeFactory) -> None:
+    for rel in ("pair.toml", "dhcp", "roles"):
+        os.renames(repo.work / rel, repo.work / "sites" / "north" / rel)
+    shutil.copytree(repo.work / "sites" / "north", repo.work / "sites" / "south")
+    repo.write("common/options.conf", 'option domain-search "example.net";\n')
+    repo.write("sites/south/dhcp/options.conf", "# south's own options replace common's\n")
+    repo.commit("Two sites sharing common/")
+    north = make_node("n1", source={"path": "sites/north"})
+    south = make_node("s1", source={"path": "sites/south"})
+    for node in (north, south):
+        assert reconcile(node).result == "deployed"
+    assert "domain-search" in (north.config.deploy.target / "options.conf").read_text()
+    assert "south's own" in (south.config.deploy.target / "options.conf").read_text()

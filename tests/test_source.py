@@ -22,8 +22,6 @@ from tests.conftest import ConfigRepo, git
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins, so pytest rewrites its asserts
     from tests.remotes import HttpsServer, SshServer
 
-TEMPLATE_DHCP = {"dhcpd.conf.j2", "dhcpd.failover.j2", "hosts.conf", "subnets.conf.j2"}
-
 
 @pytest.fixture(autouse=True)
 def _isolated_git(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -50,7 +48,7 @@ def head_of(repo: ConfigRepo) -> str:
 
 
 def only_file(m: Mirror, sha: str, rel: str) -> bytes:
-    files = m.read(sha, rel)
+    files = m.snapshot(sha).read(rel)
     assert files is not None and len(files) == 1
     return files[0].data
 
@@ -124,16 +122,18 @@ def test_commit_gives_subject_and_author(tmp_path: Path, repo: ConfigRepo) -> No
 
 def test_read_returns_the_files_of_a_folder(tmp_path: Path, repo: ConfigRepo) -> None:
     m = mirror(tmp_path, repo.url)
-    files = m.read(m.fetch(), "dhcp")
+    files = m.snapshot(m.fetch()).read("dhcp")
     assert files is not None
-    assert {Path(f.path).name for f in files} == TEMPLATE_DHCP
+    assert {f.path for f in files} == {
+        p.relative_to(repo.work).as_posix() for p in (repo.work / "dhcp").rglob("*") if p.is_file()
+    }
     for f in files:
         assert f.data == (repo.work / f.path).read_bytes()
 
 
 def test_read_of_a_missing_folder_is_none(tmp_path: Path, repo: ConfigRepo) -> None:
     m = mirror(tmp_path, repo.url)
-    assert m.read(m.fetch(), "no-such-folder") is None
+    assert m.snapshot(m.fetch()).read("no-such-folder") is None
 
 
 def test_missing_branch_is_named(tmp_path: Path, repo: ConfigRepo) -> None:
