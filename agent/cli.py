@@ -12,8 +12,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent import __version__, config, reconcile, status
+import git
+
+from agent import __version__, check, config, plan, reconcile, status, template
+from agent.check import FORMATS
 from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
+from agent.source import CommitSnapshot, WorkTree
 from agent.state import Attempt
 
 log = logging.getLogger("dhcp-gitops")
@@ -65,6 +69,33 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
     back.add_argument("--to", metavar="SHA", help="the commit to deploy (a prefix will do)")
     back.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
     back.set_defaults(run=_rollback)
+
+    val = sub.add_parser(
+        "validate",
+        help="check a pair folder as every server would, before it is merged",
+        description=check_help(),
+    )
+    val.add_argument("dir", nargs="?", type=Path, default=Path(), help="the config repo")
+    _review_options(val)
+    val.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        default="text",
+        help="text (file:line: message), github annotations, gitlab code quality JSON",
+    )
+    val.add_argument("--dhcpd", default="/usr/sbin/dhcpd", help="the dhcpd to run -t with")
+    val.set_defaults(run=_validate)
+
+    diff = sub.add_parser("plan", help="what each server gets between two revisions (Markdown)")
+    diff.add_argument("base", help="the revision merged into (e.g. origin/main)")
+    diff.add_argument("head", help="the revision to merge (e.g. HEAD)")
+    diff.add_argument("dir", nargs="?", type=Path, default=Path(), help="the config repo")
+    _review_options(diff)
+    diff.set_defaults(run=_plan)
+
+    new = sub.add_parser("init", help="a new config repo from the example pair")
+    new.add_argument("dir", type=Path, help="the folder to make (empty or absent)")
+    new.set_defaults(run=_init)
 
     demo = sub.add_parser("demo", help="deploy the example pair into a local folder and show it")
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="where (default ./demo)")
@@ -136,6 +167,55 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print_status(doc, sys.stdout)
+    return 0
+
+
+def check_help() -> str:
+    return ("Render every role of the pair folder exactly as its agent would, run dhcpd -t "
+            "on each in a private mount namespace, and check what dhcpd cannot: that the two "
+            "sides agree. Exit 0 clean (warnings allowed), 1 problems.")  # fmt: skip
+
+
+def _review_options(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--path", default="", help="the pair folder in the repo (source.path)")
+    cmd.add_argument("--target", type=Path, default=Path("/etc/dhcp"),
+                     help="the servers' deploy.target (default /etc/dhcp)")  # fmt: skip
+    cmd.add_argument("--config-file", default="dhcpd.conf",
+                     help="the servers' dhcpd.config (default dhcpd.conf)")  # fmt: skip
+
+
+def _validate(args: argparse.Namespace) -> int:
+    dhcpd = config.Dhcpd(binary=args.dhcpd, config=args.config_file)
+    findings = check.check(WorkTree(args.dir.resolve()), args.path, args.target, dhcpd)
+    sys.stdout.write(FORMATS[args.format](findings))
+    sys.stdout.flush()  # the summary on stderr comes after the findings
+    errors = sum(f.severity == "error" for f in findings)
+    if args.format != "text" or findings:
+        print(f"{errors} error(s), {len(findings) - errors} warning(s)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    try:
+        repo = git.Repo(args.dir, search_parent_directories=True)
+        before, after = (CommitSnapshot(repo.commit(rev).tree) for rev in (args.base, args.head))
+        shas = [repo.commit(rev).hexsha for rev in (args.base, args.head)]
+    except (git.GitError, git.BadName, ValueError) as err:
+        raise UsageError(f"plan: {err}") from err
+    result = plan.plan(before, after, args.path, args.target, *shas)
+    sys.stdout.write(plan.markdown(result))
+    return 1 if result.changed else 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    sha = template.init(args.dir)
+    print(f"""made {args.dir}, a config repo for one failover pair (commit {sha[:12]}).
+next:
+  1. edit pair.toml (peer name, addresses) and dhcp/ (subnets, hosts)
+  2. dhcp-gitops validate {args.dir}
+  3. push it to your forge; point each server's agent.toml [source] url at it
+  4. copy a CI definition (.github/workflows, .gitlab-ci.yml, .forgejo/workflows) so
+     every pull request is validated and planned""")
     return 0
 
 

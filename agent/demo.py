@@ -21,24 +21,15 @@ from typing import TextIO
 
 import git
 
-import agent
 from agent import config, reconcile, status
 from agent.cli import print_attempt, print_status
-from agent.errors import DhcpGitopsError, UsageError
+from agent.errors import UsageError
+from agent.template import template_dir
 
 MARKER = ".dhcp-gitops-demo"
 AUTHOR = git.Actor("Demo User", "demo@example.net")
 NODES = (("dhcp1", "primary"), ("dhcp2", "secondary"))
 POLL = 2  # seconds: the demo agents notice a push quickly without a webhook
-
-
-def template_dir() -> Path:
-    """repo-template: packaged inside the wheel, or beside the package in a checkout."""
-    here = Path(agent.__file__).parent
-    for candidate in (here / "repo_template", here.parent / "repo-template"):
-        if (candidate / "pair.toml").is_file():
-            return candidate
-    raise DhcpGitopsError("repo-template is missing from this installation")
 
 
 def run(folder: Path, out: TextIO, serve: bool = False, port: int = 8647) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent import process
 from agent.config import Dhcpd
+from agent.dhcpconf import inside_target, tokens
 from agent.errors import CommandError, Problem, ValidateError
 
 # Binds $1 over $2 in the new mount namespace, enters $2 (relative includes
@@ -155,7 +156,7 @@ def outside_includes(stage: Path, target: Path, config: str) -> list[Problem]:
         seen.add(rel)
         text = (stage / rel).read_bytes().decode("utf-8", "replace")
         for line, path in includes(text):
-            inside = _inside(path, target)
+            inside = inside_target(path, str(target))
             if inside is None:
                 message = f'include "{path}" is outside {target}: refused'
                 problems.append(Problem(str(target / rel), line, message))
@@ -164,50 +165,10 @@ def outside_includes(stage: Path, target: Path, config: str) -> list[Problem]:
     return problems
 
 
-def _inside(path: str, target: Path) -> str | None:
-    """The include's path relative to the target, or None when it leaves it."""
-    resolved = posixpath.normpath(posixpath.join(str(target), path))
-    rel = posixpath.relpath(resolved, str(target))
-    return None if rel == ".." or rel.startswith("../") else rel
-
-
 def includes(text: str) -> Iterator[tuple[int, str]]:
     """(line, path) of each `include "path";` in dhcpd.conf text, comments skipped."""
     previous_word = ""
-    for line, kind, value in _tokens(text):
+    for line, kind, value in tokens(text):
         if kind == "string" and previous_word == "include":
             yield line, value
         previous_word = value if kind == "word" else ""
-
-
-def _tokens(text: str) -> Iterator[tuple[int, str, str]]:
-    """dhcpd.conf tokens as (line, 'word' | 'string' | 'punct', value)."""
-    line, i, n = 1, 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif c == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c == '"':
-            start_line, value, i = line, [], i + 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                line += text[i] == "\n"
-                value.append(text[i])
-                i += 1
-            i += 1
-            yield start_line, "string", "".join(value)
-        elif c.isalnum() or c in "-_":
-            start = i
-            while i < n and (text[i].isalnum() or text[i] in "-_."):
-                i += 1
-            yield line, "word", text[start:i]
-        else:
-            yield line, "punct", c
-            i += 1

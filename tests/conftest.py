@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from agent import config
-from agent.demo import template_dir
 from agent.reconcile import Node
 from agent.service import Service
+from agent.template import template_dir
 
 # Fixture modules: the agent process, network namespaces, ssh and https remotes,
 # and the SMTP and HTTP receivers of notifications.

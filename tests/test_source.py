@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agent.config import Source
-from agent.demo import template_dir
 from agent.errors import FetchError
 from agent.source import Mirror, redact, ssh_command
+from agent.template import template_dir
 from tests.conftest import ConfigRepo, git
 
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins, so pytest rewrites its asserts

@@ -1,0 +1,175 @@
+"""`dhcp-gitops validate`: a pair folder checked before it reaches any server.
+
+Every role is rendered exactly as its agent would render it, `dhcpd -t` runs on
+each (in a private mount namespace, as on the servers), then the pair checks
+that dhcpd cannot make (it sees one file). Findings come out as
+`file:line: message`, GitHub workflow annotations or a GitLab code-quality report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from agent import dhcpconf, pair, render, tree
+from agent.config import Dhcpd
+from agent.errors import Problem, RenderError, ValidateError
+from agent.source import Snapshot
+from agent.validate import validate
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    role: str
+    problem: Problem
+
+    @property
+    def severity(self) -> Severity:
+        return "warning" if pair.is_warning(self.problem) else "error"
+
+    @property
+    def path(self) -> str:
+        return self.problem.source or self.problem.file
+
+    @property
+    def message(self) -> str:
+        return self.problem.message.removeprefix(pair.WARNING)
+
+
+def roles_of(snapshot: Snapshot, pair: str) -> list[tuple[str, str]]:
+    """(role, node name) to check: the pair's two roles, or one standalone server."""
+    table = _pair_table(snapshot, pair)
+    both = ("primary", "secondary")
+    has_role_folders = any(snapshot.exists(_join(pair, render.role_folder(r))) for r in both)
+    if any(r in table for r in both) or has_role_folders:
+        return [(r, str(table.get(r, {}).get("name", r))) for r in both]
+    return [("standalone", "standalone")]
+
+
+def check(snapshot: Snapshot, pair: str, target: Path, dhcpd: Dhcpd) -> list[Finding]:
+    """Every finding for the pair folder: render, dhcpd -t per role, then the pair checks."""
+    if not target.is_dir():
+        missing = Problem(str(target), None, f"{target} does not exist here: dhcpd -t reads "
+                          "includes at their live paths. Install isc-dhcp-server (it makes "
+                          "/etc/dhcp) or name another folder with --target")  # fmt: skip
+        return [Finding("all", missing)]
+    findings: list[Finding] = []
+    rendered: dict[str, render.Rendered] = {}
+    for role, name in roles_of(snapshot, pair):
+        try:
+            rendered[role] = render.render_pair(snapshot, pair, role, name, str(target))
+        except RenderError as err:
+            findings += [Finding(role, p) for p in err.problems]
+            continue
+        findings += [Finding(role, p) for p in dhcpd_t(rendered[role], target, dhcpd)]
+    return findings + pair_findings(rendered, target, dhcpd.config)
+
+
+def dhcpd_t(rendered: render.Rendered, target: Path, dhcpd: Dhcpd) -> list[Problem]:
+    with tempfile.TemporaryDirectory(prefix="dhcp-gitops-validate-") as tmp:
+        stage = Path(tmp) / "stage"
+        tree.write(stage, rendered.files)
+        try:
+            validate(stage, target, dhcpd, rendered.sources)
+        except ValidateError as err:
+            return err.problems
+    return []
+
+
+def pair_findings(rendered: dict[str, render.Rendered], target: Path, main: str) -> list[Finding]:
+    """The checks dhcpd cannot make: each side alone, then the two sides against each other."""
+    parsed = {role: dhcpconf.parse(r.files, main, str(target)) for role, r in rendered.items()}
+    # validate() already refused includes that leave the target, with the same rule.
+    parsed = {role: replace(c, includes_outside=()) for role, c in parsed.items()}
+    problems = [p for role, c in parsed.items() for p in pair.check_one(c, role)]
+    if "primary" in parsed and "secondary" in parsed:
+        problems += pair.check(parsed["primary"], parsed["secondary"])
+    return _merged([_sourced(p, rendered) for p in problems])
+
+
+def _sourced(problem: Problem, rendered: dict[str, render.Rendered]) -> Finding:
+    """pair names files "<role>:<path in the target>"; annotations need the repo file."""
+    role, rel = pair.split_file(problem.file)
+    source = rendered[role].sources.get(rel) if role in rendered else None
+    located = Problem(rel, problem.line, problem.message, problem.context, source)
+    return Finding(role, located)
+
+
+def _merged(findings: list[Finding]) -> list[Finding]:
+    """One finding for a line both roles share (a common hosts.conf), naming both roles."""
+    merged: dict[tuple[str, int | None, str], Finding] = {}
+    for f in findings:
+        key = (f.path, f.problem.line, f.problem.message)
+        seen = merged.get(key)
+        merged[key] = f if seen is None else Finding(f"{seen.role}, {f.role}", f.problem)
+    return list(merged.values())
+
+
+# --- output -----------------------------------------------------------------
+
+
+def as_text(findings: Iterable[Finding]) -> str:
+    return "".join(f"{_where(f)}: {f.severity}: [{f.role}] {f.message}\n" for f in findings)
+
+
+def as_github(findings: Iterable[Finding]) -> str:
+    """GitHub workflow commands: each finding annotates its file and line in the PR."""
+    lines = []
+    for f in findings:
+        props = f"file={_gh_prop(f.path)}" + (f",line={f.problem.line}" if f.problem.line else "")
+        lines.append(f"::{f.severity} {props},title={_gh_prop('dhcp-gitops ' + f.role)}"
+                     f"::{_gh_data(f.message)}")  # fmt: skip
+    return "".join(line + "\n" for line in lines)
+
+
+def as_gitlab(findings: Iterable[Finding]) -> str:
+    """A GitLab code-quality report (artifacts: reports: codequality)."""
+    report = [
+        {
+            "description": f"[{f.role}] {f.message}",
+            "check_name": "dhcp-gitops",
+            "fingerprint": hashlib.sha256(f"{f.role}{f.path}{f.message}".encode()).hexdigest(),
+            "severity": "major" if f.severity == "error" else "minor",
+            "location": {"path": f.path, "lines": {"begin": f.problem.line or 1}},
+        }
+        for f in findings
+    ]
+    return json.dumps(report, indent=2) + "\n"
+
+
+FORMATS = {"text": as_text, "github": as_github, "gitlab": as_gitlab}
+
+
+def _where(f: Finding) -> str:
+    return f"{f.path}:{f.problem.line}" if f.problem.line else f.path
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_prop(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _pair_table(snapshot: Snapshot, pair: str) -> dict[str, dict[str, object]]:
+    files = snapshot.read(_join(pair, render.PAIR_FILE))
+    if not files:
+        return {}
+    try:
+        raw = tomllib.loads(files[0].data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}  # render reports it with its line
+    return {k: v for k, v in raw.items() if isinstance(v, dict)}
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)

@@ -1,0 +1,423 @@
+"""dhcpd.conf structure, as far as the pair checks need it: failover peers, pools, hosts.
+
+Pure: a rendered tree (path -> bytes) in, a DhcpConfig out. `dhcpd -t` is the
+syntax authority; this only extracts, so odd input never raises: an unknown or
+malformed statement is skipped, an unclosed block ends with its file.
+
+Statements are read in the order dhcpd reads them: an include is replaced in
+place by the statements of the included file, when that file is in the tree.
+Like dhcpd, a block never spans files (dhcpd parses an included file to its end).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+Token = tuple[int, str, str]  # (line, "word" | "string" | "punct", value)
+
+# Far beyond any real tree, these stop a tree that includes itself, or includes
+# the same files again and again (30 includes of 30 includes of ...), from hanging us.
+MAX_INCLUDE_DEPTH = 32
+MAX_INCLUDES = 1000
+
+
+@dataclass(frozen=True)
+class Where:
+    file: str  # path relative to the target, e.g. "subnets.conf"
+    line: int
+
+
+@dataclass(frozen=True)
+class OutsideInclude(Where):
+    """An include statement whose file is not under the target (a Where with its path)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class Failover:
+    """`failover peer "NAME" { ... }`: the fields dhcpd.conf(5) lists under FAILOVER."""
+
+    name: str
+    where: Where
+    seq: int  # position in the order dhcpd reads statements
+    role: str | None = None  # "primary" | "secondary"; None when neither is said
+    address: str | None = None
+    port: int | None = None
+    peer_address: str | None = None
+    peer_port: int | None = None
+    mclt: int | None = None
+    split: int | None = None
+    hba: str | None = None
+    max_response_delay: int | None = None
+    max_unacked_updates: int | None = None
+    load_balance_max_seconds: int | None = None
+    other: tuple[str, ...] = ()  # any other statement inside, normalised text
+
+
+@dataclass(frozen=True)
+class Pool:
+    subnet: str  # "192.0.2.0/24", or "shared-network NAME" for a pool directly in one
+    peer: str | None  # the failover peer the pool names
+    ranges: tuple[tuple[str, str], ...]  # (low, high); "range 192.0.2.5;" gives (x, x)
+    where: Where
+    seq: int
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    fixed_addresses: tuple[str, ...]  # as written: addresses or host names
+    where: Where
+
+
+@dataclass(frozen=True)
+class DhcpConfig:
+    failovers: tuple[Failover, ...] = ()
+    pools: tuple[Pool, ...] = ()
+    hosts: tuple[Host, ...] = ()
+    includes_outside: tuple[OutsideInclude, ...] = ()  # includes that leave the target
+
+
+def parse(files: Mapping[str, bytes], main: str, target: str) -> DhcpConfig:
+    """The failover peers, pools and hosts of the tree whose main config is `main`.
+
+    files: the rendered tree, paths relative to `target`, the folder it goes live in.
+    """
+    reader = _Reader(files, target)
+    statements = reader.read(main)
+    found = _Found()
+    _walk(statements, found)
+    return DhcpConfig(
+        failovers=tuple(found.failovers),
+        pools=tuple(found.pools),
+        hosts=tuple(found.hosts),
+        includes_outside=tuple(reader.outside),
+    )
+
+
+# --- tokens -----------------------------------------------------------------
+
+
+def tokens(text: str) -> Iterator[Token]:
+    """dhcpd.conf tokens as (line, 'word' | 'string' | 'punct', value).
+
+    Unlike dhcpd's lexer, a word keeps its dots, so an address (192.0.2.1) or
+    a host name (dhcp1.example.net) is one word.
+    """
+    line, i, n = 1, 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+            i += 1
+        elif c.isspace():
+            i += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif c == '"':
+            start_line, value, i = line, [], i + 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and i + 1 < n:
+                    i += 1
+                line += text[i] == "\n"
+                value.append(text[i])
+                i += 1
+            i += 1
+            yield start_line, "string", "".join(value)
+        elif c.isalnum() or c in "-_":
+            start = i
+            while i < n and (text[i].isalnum() or text[i] in "-_."):
+                i += 1
+            yield line, "word", text[start:i]
+        else:
+            yield line, "punct", c
+            i += 1
+
+
+def inside_target(path: str, target: str) -> str | None:
+    """An include's path relative to the target, or None when it leaves the target.
+
+    Relative includes resolve against dhcpd's working directory, which is the
+    target both when validating and when serving.
+    """
+    resolved = posixpath.normpath(posixpath.join(target, path))
+    rel = posixpath.relpath(resolved, target)
+    return None if rel == ".." or rel.startswith("../") else rel
+
+
+# --- statements ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Statement:
+    head: tuple[Token, ...]  # the tokens before ';' or '{'
+    where: Where
+    seq: int
+    body: tuple[_Statement, ...] | None  # None: a simple statement ended by ';'
+
+    def values(self) -> list[str]:
+        return [value for _, _, value in self.head]
+
+    def words(self) -> list[str]:
+        """The head's values as keywords: lower-cased, as dhcpd matches them in any case."""
+        return [value.lower() if kind == "word" else value for _, kind, value in self.head]
+
+
+@dataclass
+class _Block:
+    """A block being read: its opening statement (none for a file) and what it holds."""
+
+    head: tuple[Token, ...]
+    where: Where
+    seq: int
+    children: list[_Statement] = field(default_factory=list)
+
+    def close(self) -> _Statement:
+        return _Statement(self.head, self.where, self.seq, tuple(self.children))
+
+
+class _Reader:
+    """Reads files into statements, following includes in place."""
+
+    def __init__(self, files: Mapping[str, bytes], target: str) -> None:
+        self.files = files
+        self.target = target.rstrip("/") or "/"
+        self.seq = 0
+        self.outside: list[OutsideInclude] = []
+        self.reading: list[str] = []  # the include chain, to stop cycles
+        self.reads = 0
+
+    def read(self, rel: str) -> list[_Statement]:
+        data = self.files.get(rel)
+        if data is None or rel in self.reading or len(self.reading) >= MAX_INCLUDE_DEPTH:
+            return []  # missing (dhcpd -t says so), or a cycle dhcpd would never finish
+        self.reads += 1
+        if self.reads > MAX_INCLUDES:
+            return []
+        self.reading.append(rel)
+        try:
+            return self._statements(rel, list(tokens(data.decode("utf-8", "replace"))))
+        finally:
+            self.reading.pop()
+
+    def _statements(self, rel: str, toks: Sequence[Token]) -> list[_Statement]:
+        """The file's top-level statements; a stack, not recursion, holds open blocks."""
+        stack = [_Block((), Where(rel, 1), 0)]
+        head: list[Token] = []
+        for tok in toks:
+            if tok[1] == "punct" and tok[2] in ";{}":
+                self._end(stack, head, rel, tok[2])
+                head = []
+            else:
+                head.append(tok)
+        self._simple(stack[-1], head, rel)
+        while len(stack) > 1:  # unclosed at the end of the file: dhcpd -t will say so
+            stack[-2].children.append(stack.pop().close())
+        return stack[0].children
+
+    def _end(self, stack: list[_Block], head: list[Token], rel: str, punct: str) -> None:
+        """The head ends at ';', '{' or '}': add the statement, open or close a block."""
+        if punct == "{":
+            stack.append(_Block(tuple(head), self._where(rel, head), self._next()))
+            return
+        self._simple(stack[-1], head, rel)  # before '}', the last ';' may be missing
+        if punct == "}" and len(stack) > 1:  # a stray '}' at the top is dhcpd -t's to refuse
+            stack[-2].children.append(stack.pop().close())
+
+    def _simple(self, block: _Block, head: list[Token], rel: str) -> None:
+        """Add `head ;` to the block, or the included file's statements in its place."""
+        path = _include_path(head)
+        if path is not None:
+            block.children += self._include(rel, head[0][0], path)
+        elif head:
+            block.children.append(
+                _Statement(tuple(head), self._where(rel, head), self._next(), None)
+            )
+
+    def _include(self, rel: str, line: int, path: str) -> list[_Statement]:
+        inside = inside_target(path, self.target)
+        if inside is None:
+            self.outside.append(OutsideInclude(rel, line, path))
+            return []
+        return self.read(inside)
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    @staticmethod
+    def _where(rel: str, head: Sequence[Token]) -> Where:
+        return Where(rel, head[0][0] if head else 0)
+
+
+def _include_path(head: Sequence[Token]) -> str | None:
+    """The path of `include "path"`, else None."""
+    if len(head) != 2:
+        return None
+    (_, kind, word), (_, path_kind, path) = head
+    return path if (kind, word.lower(), path_kind) == ("word", "include", "string") else None
+
+
+# --- what the checks need -------------------------------------------------------
+
+
+@dataclass
+class _Found:
+    failovers: list[Failover] = field(default_factory=list)
+    pools: list[Pool] = field(default_factory=list)
+    hosts: list[Host] = field(default_factory=list)
+
+
+def _walk(statements: Sequence[_Statement], found: _Found) -> None:
+    """Collect declarations from blocks at any depth (group, class, if/else included).
+
+    Depth first, in reading order; a stack, not recursion, so deep nesting cannot
+    exhaust Python's.
+    """
+    todo = [(s, "") for s in reversed(statements)]
+    while todo:
+        s, scope = todo.pop()
+        if s.body is None:
+            continue
+        words, values = s.words(), s.values()
+        keyword = words[0] if words else ""
+        if keyword == "failover" and words[1:2] == ["peer"] and len(words) == 3:
+            found.failovers.append(_failover(s, values[2]))
+        elif keyword == "pool":
+            found.pools.append(_pool(s, scope))
+        elif keyword == "host" and len(words) > 1:
+            found.hosts.append(_host(s, values[1]))
+        else:
+            inner = _scope(words, values) or scope
+            todo += [(child, inner) for child in reversed(s.body)]
+
+
+def _scope(words: Sequence[str], values: Sequence[str]) -> str | None:
+    """How a pool's place is named: its subnet, or a shared-network it sits in directly."""
+    if words[:1] == ["shared-network"] and len(words) > 1:
+        return f"shared-network {values[1]}"
+    if words[:1] == ["subnet"] and len(words) > 3 and words[2] == "netmask":
+        return _network(values[1], values[3])
+    return None
+
+
+def _network(address: str, netmask: str) -> str:
+    try:
+        return str(ipaddress.IPv4Network(f"{address}/{netmask}", strict=False))
+    except ValueError:
+        return f"{address} netmask {netmask}"  # not an IPv4 subnet: dhcpd -t judges it
+
+
+def _pool(s: _Statement, scope: str) -> Pool:
+    peer: str | None = None
+    ranges: list[tuple[str, str]] = []
+    for child in _simple_children(s):
+        words = child.words()
+        if words[:2] == ["failover", "peer"] and len(words) == 3:
+            peer = child.values()[2]
+        elif words[:1] == ["range"]:
+            ranges += _range(child.values()[1:])
+    return Pool(scope, peer, tuple(ranges), s.where, s.seq)
+
+
+def _range(words: Sequence[str]) -> list[tuple[str, str]]:
+    """`range [dynamic-bootp] low [high]`; anything else is dhcpd -t's to refuse."""
+    addresses = [w for w in words if w.lower() != "dynamic-bootp"]
+    if len(addresses) == 1:
+        return [(addresses[0], addresses[0])]
+    if len(addresses) == 2:
+        return [(addresses[0], addresses[1])]
+    return []
+
+
+def _host(s: _Statement, name: str) -> Host:
+    addresses: list[str] = []
+    for child in _simple_children(s):
+        if child.words()[:1] == ["fixed-address"]:
+            addresses += _comma_list(child.head[1:])
+    return Host(name, tuple(addresses), s.where)
+
+
+def _comma_list(toks: Sequence[Token]) -> list[str]:
+    """`a, b, c` as ["a", "b", "c"]; tokens between commas are joined."""
+    items: list[str] = [""]
+    for _, kind, value in toks:
+        if kind == "punct" and value == ",":
+            items.append("")
+        else:
+            items[-1] += value
+    return [item for item in items if item]
+
+
+def _simple_children(s: _Statement) -> list[_Statement]:
+    return [child for child in s.body or () if child.body is None and child.head]
+
+
+# --- failover declarations --------------------------------------------------------
+
+# Statement keywords inside `failover peer "x" { }` -> Failover field; longest first.
+_SETTINGS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("load", "balance", "max", "seconds"), "load_balance_max_seconds"),
+    (("peer", "address"), "peer_address"),
+    (("peer", "port"), "peer_port"),
+    (("address",), "address"),
+    (("port",), "port"),
+    (("mclt",), "mclt"),
+    (("split",), "split"),
+    (("hba",), "hba"),
+    (("max-response-delay",), "max_response_delay"),
+    (("max-unacked-updates",), "max_unacked_updates"),
+    (("primary",), "role"),
+    (("secondary",), "role"),
+)
+
+
+def _failover(s: _Statement, name: str) -> Failover:
+    settings: dict[str, str] = {}
+    other: list[str] = []
+    for child in _simple_children(s):
+        setting = _setting(child.words(), child.values())
+        if setting is None:
+            other.append(_normalised(child.head))
+        else:
+            settings[setting[0]] = setting[1]
+    text = settings.get
+    return Failover(
+        name=name,
+        where=s.where,
+        seq=s.seq,
+        role=text("role"),
+        address=text("address"),
+        port=_int(text("port")),
+        peer_address=text("peer_address"),
+        peer_port=_int(text("peer_port")),
+        mclt=_int(text("mclt")),
+        split=_int(text("split")),
+        hba=text("hba"),
+        max_response_delay=_int(text("max_response_delay")),
+        max_unacked_updates=_int(text("max_unacked_updates")),
+        load_balance_max_seconds=_int(text("load_balance_max_seconds")),
+        other=tuple(other),
+    )
+
+
+def _setting(words: Sequence[str], values: Sequence[str]) -> tuple[str, str] | None:
+    """(field, value text) of one statement of a failover declaration, if it is known."""
+    for keywords, name in _SETTINGS:
+        if tuple(words[: len(keywords)]) == keywords:
+            rest = "".join(values[len(keywords) :])  # "ff:ff:..." was words and colons
+            return (name, words[0]) if name == "role" else (name, rest)
+    return None
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isascii() and text.isdigit() else None
+
+
+def _normalised(head: Sequence[Token]) -> str:
+    return " ".join(f'"{v}"' if kind == "string" else v.lower() for _, kind, v in head)
