@@ -214,8 +214,9 @@ next:
   1. edit pair.toml (peer name, addresses) and dhcp/ (subnets, hosts)
   2. dhcp-gitops validate {args.dir}
   3. push it to your forge; point each server's agent.toml [source] url at it
-  4. copy a CI definition (.github/workflows, .gitlab-ci.yml, .forgejo/workflows) so
-     every pull request is validated and planned""")
+  4. keep the CI definition of your forge (.github/workflows, .gitlab-ci.yml or
+     .forgejo/workflows) and delete the others: every pull request is then
+     validated and planned""")
     return 0
 
 

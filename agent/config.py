@@ -83,6 +83,7 @@ class Dhcpd(_Section):
     args: Strings = ()
     lease_file: Path = Path("/var/lib/dhcp/dhcpd.leases")
     health_timeout: Seconds = 3.0
+    failover_timeout: Seconds = 0.0  # pairs: failover must be back to normal this soon (0: off)
 
     @field_validator("config")
     @classmethod
@@ -136,6 +137,25 @@ class Notify(_Section):
     timeout: PositiveSeconds = 10.0
 
 
+class Peer(_Section):
+    """The other server of the pair, for rolling restarts and /status."""
+
+    status_url: str | None = None  # e.g. http://192.0.2.2:8647/status
+    timeout: PositiveSeconds = 2.0  # one request to the peer
+    poll: PositiveSeconds = 5.0  # how often /status's view of the peer is refreshed
+    wait: Seconds = 600.0  # how long a deploy waits for its peer before giving up (retried)
+    unreachable_after: Seconds = 60.0  # a peer down or unhealthy this long no longer blocks
+    skew_warn: Seconds = 10.0
+    skew_error: Seconds = 60.0  # dhcpd refuses failover CONNECT at 60 s: "time mismatch"
+
+    @field_validator("status_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError("an http:// or https:// URL of the peer agent's /status")
+        return url
+
+
 class AgentConfig(_Section):
     node: Node
     source: Source
@@ -143,6 +163,7 @@ class AgentConfig(_Section):
     dhcpd: Dhcpd = Dhcpd()
     http: Http = Http()
     notify: Notify = Notify()
+    peer: Peer = Peer()
     file: Path = Path("<memory>")
 
     @property

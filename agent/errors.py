@@ -10,6 +10,8 @@
         ├── RenderError             the repo content (names the repo file)
         ├── ValidateError           dhcpd -t or our checks refused: .problems
         ├── PublishError            the exchange of the staged tree and the target
+        ├── PeerError               the peer kept this node from restarting (retried)
+        │   └── PeerRefused         the primary refused or rolled back this commit
         ├── ServiceError            restart or health check failed
         └── RolledBack              verify failed; the previous tree is live again
 
@@ -96,6 +98,14 @@ class ValidateError(StepError):
 
 class PublishError(StepError):
     step = "publish"
+
+
+class PeerError(StepError):
+    step = "peer"
+
+
+class PeerRefused(PeerError):
+    pass
 
 
 class ServiceError(StepError):

@@ -433,7 +433,10 @@ def _renames(gone: list[str], added: list[str]) -> list[str]:
 
 
 # Failover fields whose change matters, and what it does to the running pair.
-_TAKEN_OVER = "takes effect once both servers run it; a capacity and recovery decision"
+_TAKEN_OVER = (
+    "set on the primary, it takes effect when the primary restarts onto it; "
+    "a capacity and recovery decision"
+)
 _LINK_DOWN = "the failover link is down until both servers have deployed it"
 _WATCHED = (
     ("mclt", _TAKEN_OVER),

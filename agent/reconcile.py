@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from agent import lock, publish, render, stage, tree
 from agent.config import AgentConfig, Result
-from agent.errors import RolledBack, ServiceError, StepError
+from agent.errors import PeerRefused, RolledBack, ServiceError, StepError
 from agent.releases import Releases
 from agent.service import Service, for_config
 from agent.source import Commit, Mirror
@@ -55,6 +55,16 @@ class Node:
 OnStep = Callable[[str, str | None], None]  # (step, the commit if known yet)
 
 
+class Pairing(Protocol):
+    """The failover peer's say in a deploy (agent/peer.py); None for a lone server."""
+
+    def before_restart(self, sha: str) -> None:
+        """Block until this node may restart onto sha; PeerRefused or PeerError if not."""
+
+    def after_restart(self) -> None:
+        """ServiceError when the pair did not come back (failover not normal in time)."""
+
+
 class Steps:
     """Times each step and turns an unexpected OSError into that step's error."""
 
@@ -84,6 +94,7 @@ def reconcile(
     wait: bool = True,
     on_wait: Callable[[str], None] | None = None,
     on_step: OnStep | None = None,
+    pairing: Pairing | None = None,
 ) -> Attempt:
     """Bring the target to the branch head (or to `rollback_to`); record the attempt."""
     what = f"rollback to {rollback_to[:12]}" if rollback_to else "sync"
@@ -94,7 +105,7 @@ def reconcile(
         state = node.store.load()
         attempt = Attempt(started_at=now())
         try:
-            _deploy(node, state, attempt, Steps(attempt, on_step), rollback_to)
+            _deploy(node, state, attempt, Steps(attempt, on_step), rollback_to, pairing)
         except StepError as err:
             attempt.result = _result_of(err)
             attempt.step, attempt.message, attempt.problems = err.step, err.message, err.problems
@@ -108,11 +119,17 @@ def reconcile(
 def _result_of(err: StepError) -> Result:
     if isinstance(err, RolledBack):
         return "rolled_back"
-    return "refused" if err.step in ("render", "validate") else "failed"
+    refused = err.step in ("render", "validate") or isinstance(err, PeerRefused)
+    return "refused" if refused else "failed"
 
 
 def _deploy(
-    node: Node, state: State, attempt: Attempt, step: Steps, rollback_to: str | None
+    node: Node,
+    state: State,
+    attempt: Attempt,
+    step: Steps,
+    rollback_to: str | None,
+    pairing: Pairing | None,
 ) -> None:
     ws = node.workspace
     with step("fetch"):
@@ -132,12 +149,15 @@ def _deploy(
             publish.ensure_target(ws.target)
         with step("validate"):
             validate(ws.stage, ws.target, node.config.dhcpd, rendered.sources)
+        if pairing is not None:
+            with step("peer"):
+                pairing.before_restart(commit.sha)  # the two servers never restart together
         with step("publish"):
             publish.swap_in(ws)
     except StepError:
         tree.remove(ws.stage)  # before publish: nothing live changed, drop the stage
         raise
-    _restart_or_roll_back(node, step)
+    _restart_or_roll_back(node, step, pairing)
     with step("record"):
         publish.keep_previous(ws)
         node.releases.save(commit.sha, rendered.files)
@@ -179,7 +199,7 @@ def render_commit(node: Node, sha: str) -> render.Rendered:
     )
 
 
-def _restart_or_roll_back(node: Node, step: Steps) -> None:
+def _restart_or_roll_back(node: Node, step: Steps, pairing: Pairing | None) -> None:
     failing = "restart"
     try:
         with step("restart"):
@@ -187,6 +207,8 @@ def _restart_or_roll_back(node: Node, step: Steps) -> None:
         failing = "verify"
         with step("verify"):
             node.service.verify()
+            if pairing is not None:
+                pairing.after_restart()
     except ServiceError as err:
         with step("rollback"):
             _roll_back(node, err, failing)

@@ -475,7 +475,7 @@ def parsed_side(role: str, edits: list[Edit]) -> DhcpConfig:
             [Edit("primary", "dhcpd.failover", "mclt 1800", "mclt 600"),
              Edit("primary", "dhcpd.failover", "split 128", "split 255")],
             ['mclt of failover peer "dhcp-failover" changes from 1800 to 600',
-             'split of failover peer "dhcp-failover" changes from 128 to 255: takes effect'],
+             'split of failover peer "dhcp-failover" changes from 128 to 255: set on the primary'],
             id="mclt-and-split",
         ),
         pytest.param(

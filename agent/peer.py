@@ -1,0 +1,137 @@
+"""The other server of the pair: what it runs, whether it is healthy, how far its clock is.
+
+Rolling restart, the protocol: the two servers never restart at the same time.
+  - the primary goes first; it waits only while the secondary is restarting;
+  - the secondary restarts onto a commit only once the primary reports that
+    commit live and dhcpd healthy; if the primary refused it or rolled it back,
+    the secondary refuses it too and never restarts onto it;
+  - a peer that is unreachable or unhealthy for `unreachable_after` seconds no
+    longer blocks: a dead peer is when a deploy is needed most.
+The decision is a pure function of what the peer says (`decide`), tested as a table.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from agent.config import Peer as PeerConfig
+
+RESTARTING = "restarting"
+
+
+@dataclass(frozen=True)
+class View:
+    """The peer as last seen."""
+
+    reachable: bool
+    error: str | None = None
+    doc: dict[str, Any] | None = None  # its /status document
+    skew: float | None = None  # seconds the peer's clock is ahead of ours
+    seen_at: float = 0.0  # time.time() of the look
+
+    @property
+    def deployed_sha(self) -> str | None:
+        deployed = (self.doc or {}).get("deployed") or {}
+        return deployed.get("sha")
+
+    @property
+    def state(self) -> str | None:
+        return (self.doc or {}).get("state")
+
+    @property
+    def healthy(self) -> bool:
+        """Reachable, not restarting, and its dhcpd running (when it supervises one)."""
+        dhcpd = (self.doc or {}).get("dhcpd") or {}
+        return self.reachable and self.state != RESTARTING and dhcpd.get("running", True)
+
+    def tried(self, sha: str) -> str | None:
+        """The result of the peer's last attempt if it was at this commit."""
+        last = (self.doc or {}).get("last_attempt") or {}
+        return last.get("result") if last.get("sha") == sha else None
+
+
+class Decision(Enum):
+    GO = "go"
+    WAIT = "wait"
+    REFUSE = "refuse"
+
+
+def decide(role: str, sha: str, view: View, blocked_for: float, patience: float) -> Decision:
+    """May this node restart onto sha now? blocked_for: how long the peer has been down or
+    unhealthy; patience: unreachable_after."""
+    if role not in ("primary", "secondary"):
+        return Decision.GO
+    if not view.reachable or (not view.healthy and view.state != RESTARTING):
+        return Decision.GO if blocked_for >= patience else Decision.WAIT
+    if view.state == RESTARTING:
+        return Decision.WAIT  # never both at once
+    if role == "primary":
+        return Decision.GO
+    if view.tried(sha) in ("refused", "rolled_back"):
+        return Decision.REFUSE
+    return Decision.GO if view.deployed_sha == sha else Decision.WAIT
+
+
+def skew_level(skew: float | None, cfg: PeerConfig) -> str:
+    if skew is None:
+        return "unknown"
+    if abs(skew) >= cfg.skew_error:
+        return "error"
+    return "warning" if abs(skew) >= cfg.skew_warn else "ok"
+
+
+class PeerClient:
+    """Looks at the peer's /status; remembers since when it has been down or unhealthy."""
+
+    def __init__(self, cfg: PeerConfig) -> None:
+        self.cfg = cfg
+        self.last = View(reachable=False, error="not looked at yet")
+        self._bad_since: float | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def configured(self) -> bool:
+        return self.cfg.status_url is not None
+
+    def look(self) -> View:
+        view = self._fetch()
+        with self._lock:
+            self.last = view
+            if view.healthy:
+                self._bad_since = None
+            elif self._bad_since is None:
+                self._bad_since = time.monotonic()
+        return view
+
+    def blocked_for(self) -> float:
+        with self._lock:
+            return 0.0 if self._bad_since is None else time.monotonic() - self._bad_since
+
+    def _fetch(self) -> View:
+        url = str(self.cfg.status_url)
+        sent = time.time()
+        try:
+            with urllib.request.urlopen(url, timeout=self.cfg.timeout) as answer:  # noqa: S310
+                doc = json.load(answer)
+        except (OSError, ValueError) as err:
+            return View(reachable=False, error=f"{url}: {err}", seen_at=sent)
+        received = time.time()
+        return View(reachable=True, doc=doc, skew=_skew(doc, sent, received), seen_at=received)
+
+
+def _skew(doc: dict[str, Any], sent: float, received: float) -> float | None:
+    """The peer's clock minus ours, taking its answer as given halfway through the request."""
+    theirs = doc.get("server_time_unix")
+    if not isinstance(theirs, int | float):
+        stamp = doc.get("server_time")
+        if not isinstance(stamp, str):
+            return None
+        theirs = datetime.fromisoformat(stamp).timestamp()
+    return round(float(theirs) - (sent + received) / 2, 3)
