@@ -97,6 +97,27 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
     new.add_argument("dir", type=Path, help="the folder to make (empty or absent)")
     new.set_defaults(run=_init)
 
+    adopt = sub.add_parser(
+        "import",
+        help="a config repo from copies of the servers' /etc/dhcp, proved to render back",
+        description="Make a config repo from a copy of a server's /etc/dhcp (and of its "
+        "partner's), then render it back and compare. Exit 0 equivalent, 1 differences "
+        "(the repo is kept), 2 usage.",
+    )
+    arg = adopt.add_argument
+    arg("--from", dest="source", type=Path, required=True, metavar="DIR",
+        help="a copy of one server's /etc/dhcp")  # fmt: skip
+    arg("--role", choices=("primary", "secondary"), required=True, help="that server's role")
+    arg("--peer-from", type=Path, metavar="DIR2", help="a copy of the other server's /etc/dhcp")
+    arg("--names", metavar="NAME1,NAME2",
+        help="the agents' node names, primary first (default primary,secondary)")  # fmt: skip
+    arg("--target", type=Path, default=Path("/etc/dhcp"),
+        help="the live folder the copies come from (default /etc/dhcp)")  # fmt: skip
+    arg("--config-file", default="dhcpd.conf", help="the main config (default dhcpd.conf)")
+    arg("--dhcpd", default="/usr/sbin/dhcpd", help="the dhcpd to run -t with")
+    arg("dir", type=Path, help="the config repo to make (empty or absent)")
+    adopt.set_defaults(run=_import)
+
     demo = sub.add_parser("demo", help="deploy the example pair into a local folder and show it")
     demo.add_argument("--dir", type=Path, default=Path("demo"), help="where (default ./demo)")
     demo.add_argument(
@@ -218,6 +239,17 @@ next:
      .forgejo/workflows) and delete the others: every pull request is then
      validated and planned""")
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from agent import adopt  # `import` is a keyword, hence the module's name
+
+    options = adopt.Options(
+        source=args.source, role=args.role, peer_source=args.peer_from, repo=args.dir,
+        target=args.target, main=args.config_file, names=adopt.parse_names(args.names),
+        dhcpd=args.dhcpd,
+    )  # fmt: skip
+    return adopt.run(options, sys.stdout)
 
 
 def fetch_status(url: str) -> dict[str, Any]:

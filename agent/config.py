@@ -84,6 +84,9 @@ class Dhcpd(_Section):
     lease_file: Path = Path("/var/lib/dhcp/dhcpd.leases")
     health_timeout: Seconds = 3.0
     failover_timeout: Seconds = 0.0  # pairs: failover must be back to normal this soon (0: off)
+    # dhcpd's live failover state is asked over OMAPI (its lease file lags behind a restart).
+    omapi_port: Annotated[int, Field(ge=0, lt=65536)] = 7911
+    omshell: Strings = ("omshell",)
 
     @field_validator("config")
     @classmethod

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from agent import status
+from agent import dhcpconf, failover, status, tree
 from agent.errors import DhcpGitopsError
+from agent.peer import PairGate, PeerClient
 from agent.reconcile import Node, reconcile
 from agent.service import Supervisor
 from agent.state import Attempt
@@ -39,6 +40,7 @@ PHASES = {
     "verify": "restarting",
     "rollback": "restarting",
     "record": "publishing",
+    "peer": "waiting for peer",
 }
 
 
@@ -65,9 +67,12 @@ class Loop:
         self.after = after
         self.poll = poll and node.config.source.poll_interval > 0
         self.progress = Progress()
+        self.peer = PeerClient(node.config.peer)
+        self.gate = self._gate()
         self._wake = threading.Condition()
         self._wanted: str | None = None  # the reason of the pending trigger
         self._stopping = False
+        self._stopped = threading.Event()  # for threads that must not take the worker's wake-ups
         self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
 
     # --- triggers -------------------------------------------------------
@@ -84,9 +89,12 @@ class Loop:
         self._start_dhcpd_on_live_tree()
         self.trigger("start-up")
         self._thread.start()
+        if self.peer.configured:
+            threading.Thread(target=self._watch_peer, name="peer", daemon=True).start()
 
     def stop(self, timeout: float = 60.0) -> None:
         """Let the running reconcile finish its steps, then stop a supervised dhcpd."""
+        self._stopped.set()
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -139,7 +147,7 @@ class Loop:
         progress = self.progress
         with _captured_log() as captured:
             try:
-                attempt = reconcile(self.node, on_step=self._on_step)
+                attempt = reconcile(self.node, on_step=self._on_step, pairing=self.gate)
             except DhcpGitopsError as err:  # the state dir itself is unusable
                 log.error("reconcile failed: %s", err.message)
                 attempt = None
@@ -181,6 +189,36 @@ class Loop:
         if not (tried or pinned):
             return True  # a commit we have not tried yet
         return bool(status.live(self.node, state)["drift"] != "none")  # repair drift
+
+    # --- the peer -----------------------------------------------------------
+
+    def _gate(self) -> PairGate | None:
+        cfg = self.node.config
+        if not self.peer.configured or cfg.node.role not in ("primary", "secondary"):
+            return None
+        return PairGate(cfg.node.role, self.peer, cfg.dhcpd.failover_timeout, self._failover_normal)
+
+    def _failover_normal(self) -> bool | None:
+        """dhcpd's failover state now, over OMAPI; None when the live config has no failover."""
+        cfg, target = self.node.config, self.node.config.deploy.target
+        files = {rel: path.read_bytes() for rel, path in tree.files(target)}
+        peers = [f.name for f in dhcpconf.parse(files, cfg.dhcpd.config, str(target)).failovers]
+        if not peers:
+            return None
+        try:
+            states = [failover.from_omapi(name, cfg.dhcpd.omapi_port, omshell=cfg.dhcpd.omshell)
+                      for name in peers]  # fmt: skip
+        except DhcpGitopsError as err:
+            log.info("failover state not readable yet: %s", err.message)
+            return False
+        return failover.all_normal(states)
+
+    def _watch_peer(self) -> None:
+        """Refresh /status's view of the peer; deploys look at it live through the gate."""
+        while True:
+            self.peer.look()
+            if self._stopped.wait(self.node.config.peer.poll):
+                return
 
     # --- a supervised dhcpd -------------------------------------------------
 

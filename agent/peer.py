@@ -16,12 +16,14 @@ import json
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from agent.config import Peer as PeerConfig
+from agent.errors import PeerError, PeerRefused, ServiceError
 
 RESTARTING = "restarting"
 
@@ -135,3 +137,86 @@ def _skew(doc: dict[str, Any], sent: float, received: float) -> float | None:
             return None
         theirs = datetime.fromisoformat(stamp).timestamp()
     return round(float(theirs) - (sent + received) / 2, 3)
+
+
+GATE_POLL = 0.5  # seconds between looks at the peer while a deploy waits for it
+
+
+class PairGate:
+    """agent.reconcile.Pairing for one server of a pair: the rolling-restart protocol."""
+
+    def __init__(
+        self,
+        role: str,
+        client: PeerClient,
+        failover_timeout: float,
+        failover_normal: Callable[[], bool | None],
+    ) -> None:
+        self.role = role
+        self.client = client
+        self.failover_timeout = failover_timeout
+        self.failover_normal = failover_normal  # None: this config declares no failover
+
+    def before_restart(self, sha: str) -> None:
+        cfg = self.client.cfg
+        deadline = time.monotonic() + cfg.wait
+        while True:
+            view = self.client.look()
+            decision = decide(
+                self.role, sha, view, self.client.blocked_for(), cfg.unreachable_after
+            )
+            if decision is Decision.GO:
+                return
+            if decision is Decision.REFUSE:
+                raise PeerRefused(
+                    f"the primary {str(view.tried(sha)).replace('_', ' ')} {sha[:12]}: the "
+                    "secondary never restarts onto a commit its primary could not run"
+                )
+            if time.monotonic() >= deadline:
+                raise PeerError(f"waited {cfg.wait:g} s for the peer: {waiting_for(view, sha)}")
+            time.sleep(GATE_POLL)
+
+    def after_restart(self) -> None:
+        """Failover back to normal within failover_timeout, when the peer is there to talk to."""
+        if self.failover_timeout <= 0 or not self.client.look().healthy:
+            return  # a dead peer never gets back to normal: no reason to roll back for it
+        deadline = time.monotonic() + self.failover_timeout
+        while self.failover_normal() not in (True, None):
+            if time.monotonic() >= deadline:
+                raise ServiceError(
+                    f"failover did not return to normal within {self.failover_timeout:g} s "
+                    "of the restart, though the peer is up"
+                )
+            time.sleep(GATE_POLL)
+
+
+def waiting_for(view: View, sha: str) -> str:
+    if not view.reachable:
+        return f"it is unreachable ({view.error})"
+    if view.state == RESTARTING:
+        return "it is restarting"
+    if not view.healthy:
+        return "its dhcpd is not running"
+    return f"it runs {str(view.deployed_sha)[:12]}, not {sha[:12]} (state {view.state})"
+
+
+def report(client: PeerClient, own_sha: str | None) -> dict[str, Any] | None:
+    """The peer as /status shows it, from the last look (never a live request: two peers
+    asking each other for /status would recurse)."""
+    if not client.configured:
+        return None
+    view = client.last
+    return {
+        "url": client.cfg.status_url,
+        "reachable": view.reachable,
+        "error": view.error,
+        "state": view.state,
+        "healthy": view.healthy,
+        "deployed_sha": view.deployed_sha,
+        "same_commit": view.reachable and view.deployed_sha == own_sha,
+        "clock_skew_seconds": view.skew,
+        "clock_skew": skew_level(view.skew, client.cfg),
+        "seen_at": datetime.fromtimestamp(view.seen_at, UTC).isoformat(timespec="seconds")
+        if view.seen_at
+        else None,
+    }

@@ -88,6 +88,27 @@ class Namespace:
         """Every process running in this namespace."""
         return [int(p) for p in _ip("netns", "pids", self.name).split()]
 
+    def add_bridge(self, name: str) -> None:
+        """A Linux bridge (STP off: ports forward at once, no listening delay)."""
+        self.ip("link", "add", name, "type", "bridge")
+        self.up(name)
+
+    def enslave(self, interface: str, bridge: str) -> None:
+        self.ip("link", "set", interface, "master", bridge)
+
+    def add_macvlan(self, name: str, parent: str, mac: str) -> None:
+        """A second MAC address on parent's link: one more host on the segment."""
+        self.ip("link", "add", "link", parent, "name", name, "address", mac,
+                "type", "macvlan", "mode", "bridge")  # fmt: skip
+        self.up(name)
+
+    def delete_link(self, name: str) -> None:
+        self.ip("link", "delete", name)
+
+    def add_route(self, cidr: str, interface: str) -> None:
+        """cidr on-link through interface (no gateway)."""
+        self.ip("route", "add", cidr, "dev", interface)
+
 
 @dataclass
 class NetLab:
@@ -107,6 +128,13 @@ class NetLab:
         a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.name)
         a.up(a_if)
         b.up(b_if)
+
+    def bridge_port(
+        self, bridge_ns: Namespace, bridge: str, port: str, ns: Namespace, interface: str
+    ) -> None:
+        """Cable ns (its end named interface) to a port of bridge in bridge_ns."""
+        self.veth(bridge_ns, port, ns, interface)
+        bridge_ns.enslave(port, bridge)
 
     def teardown(self) -> list[str]:
         """Kill what still runs in our namespaces, delete them; describe what was left."""
@@ -157,6 +185,23 @@ def dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str) -> Path:
         "#!/bin/sh\n"
         "# dhcpd for a test: it may serve DHCP only inside this namespace.\n"
         f'exec {shlex.join(ns.argv(dhcpd))} "$@"\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def logging_dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str, log: Path) -> Path:
+    """dhcpd_wrapper that also appends dhcpd's output (stderr, where -d logs) to log.
+
+    The agent's Supervisor keeps dhcpd's output in memory only; a test that runs
+    the agent as a subprocess reads it here. The tee runs beside dhcpd, outside
+    ns (it touches no network), and ends when dhcpd closes its stderr; dhcpd keeps
+    the wrapper's pid, as with dhcpd_wrapper.
+    """
+    path.write_text(
+        "#!/bin/bash\n"
+        "# dhcpd for a test: it may serve DHCP only inside this namespace.\n"
+        f'exec {shlex.join(ns.argv(dhcpd))} "$@" 2> >(exec tee -a {shlex.quote(str(log))} >&2)\n'
     )
     path.chmod(0o755)
     return path
@@ -217,3 +262,42 @@ def lan_fixture(netlab: NetLab, tmp_path: Path, dhcpd_binary: str) -> Lan:
     server.add_address("eth0", SERVER_CIDR)
     wrapper = dhcpd_wrapper(tmp_path / "dhcpd-in-netns", server, dhcpd_binary)
     return Lan(server, client, "eth0", "eth0", SERVER_ADDRESS, wrapper)
+
+
+# --- the example pair's two servers on one cable ---------------------------------
+
+PEER_ADDRESS = "192.0.2.2"  # the example pair's secondary (repo-template/pair.toml)
+
+
+@dataclass(frozen=True)
+class PeerLink:
+    """Namespaces "p" (eth0 192.0.2.1/24) and "s" (eth0 192.0.2.2/24), cabled together.
+
+    Nothing else is on the link: a failover pair talking to each other, no clients.
+    """
+
+    primary: Namespace
+    secondary: Namespace
+    interface: str  # eth0 on both ends
+
+    def cut(self) -> None:
+        """Take the primary's end down: both ends lose carrier, the peers each other."""
+        self.primary.ip("link", "set", self.interface, "down")
+
+    def mend(self) -> None:
+        self.primary.up(self.interface)
+
+
+def peer_link(netlab: NetLab) -> PeerLink:
+    primary = netlab.namespace("p")
+    secondary = netlab.namespace("s")
+    netlab.veth(primary, "eth0", secondary, "eth0")
+    primary.add_address("eth0", SERVER_CIDR)
+    secondary.add_address("eth0", f"{PEER_ADDRESS}/24")
+    return PeerLink(primary, secondary, "eth0")
+
+
+@pytest.fixture(name="peer_link")
+def peer_link_fixture(netlab: NetLab) -> PeerLink:
+    """The primary's and the secondary's namespaces, on one veth; gone after the test."""
+    return peer_link(netlab)

@@ -17,13 +17,16 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from agent import __version__, status
+from agent import __version__, failover, peer, status
 from agent.loop import Loop
 from agent.service import Supervisor
 from webhook import forges
 from webhook.metrics import Metrics
 
 REPLAY_MEMORY = 1000  # delivery ids remembered to ignore a forge's redelivery
+_NONE = type(
+    "_NoDeploy", (), {"sha": None}
+)()  # delivery ids remembered to ignore a forge's redelivery
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,9 @@ def status_document(rt: Runtime) -> dict[str, Any]:
     )
     doc["uptime_seconds"] = round(time.monotonic() - rt.started, 1)
     doc["server_time"] = datetime.now(UTC).isoformat(timespec="seconds")
+    doc["server_time_unix"] = time.time()  # the peer measures clock skew with it
+    doc["peer"] = peer.report(loop.peer, (doc["deployed"] or {}).get("sha"))
+    doc["failover"] = [vars(s) for s in failover.read(loop.node.config.dhcpd.lease_file)]
     return doc
 
 
@@ -193,3 +199,8 @@ def refresh_gauges(rt: Runtime) -> None:
     node = rt.loop.node
     drift = status.live(node, node.store.load())["drift"]
     rt.metrics.drift.set(0 if drift == "none" else 1)
+    deployed = node.store.load().deployed
+    rt.metrics.observe_pair(
+        peer.report(rt.loop.peer, deployed.sha if deployed else None),
+        failover.read(node.config.dhcpd.lease_file),
+    )

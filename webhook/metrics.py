@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from agent.failover import FailoverState
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from agent.state import Attempt
@@ -42,6 +45,32 @@ class Metrics:
         self.drift = Gauge(
             "dhcp_gitops_drift", "1 when the live tree is not the deployed one", registry=r
         )
+        self.peer_reachable = Gauge(
+            "dhcp_gitops_peer_reachable", "1 when the peer agent answers", registry=r
+        )
+        self.peer_same_commit = Gauge(
+            "dhcp_gitops_peer_same_commit", "1 when the peer runs our commit", registry=r
+        )
+        self.peer_skew = Gauge(
+            "dhcp_gitops_peer_clock_skew_seconds",
+            "The peer's clock minus ours (dhcpd refuses failover at 60 s)",
+            registry=r,
+        )
+        self.failover = Gauge(
+            "dhcp_gitops_failover_state", "1 for each failover peer's current state",
+            ["peer", "side", "state"], registry=r,
+        )  # fmt: skip
+
+    def observe_pair(self, peer: dict[str, Any] | None, states: list[FailoverState]) -> None:
+        if peer is not None:
+            self.peer_reachable.set(1 if peer["reachable"] else 0)
+            self.peer_same_commit.set(1 if peer["same_commit"] else 0)
+            if peer["clock_skew_seconds"] is not None:
+                self.peer_skew.set(peer["clock_skew_seconds"])
+        self.failover.clear()  # a state left behind must not read as still held
+        for s in states:
+            self.failover.labels(s.peer, "mine", s.mine).set(1)
+            self.failover.labels(s.peer, "partner", s.partner).set(1)
 
     def observe(self, attempt: Attempt, deployed_sha: str | None) -> None:
         result = attempt.result or "failed"
