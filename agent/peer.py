@@ -1,7 +1,8 @@
 """The other server of the pair: what it runs, whether it is healthy, how far its clock is.
 
 Rolling restart, the protocol: the two servers never restart at the same time.
-  - the primary goes first; it waits only while the secondary is restarting;
+  - the primary goes first; it waits while the secondary is restarting, down or
+    unhealthy;
   - the secondary restarts onto a commit only once the primary reports that
     commit live and dhcpd healthy; if the primary refused it or rolled it back,
     the secondary refuses it too and never restarts onto it;
