@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import git
 
-from agent import __version__, check, config, plan, reconcile, status, template
+from agent import __version__, check, config, lock, plan, reconcile, status, template
 from agent.check import FORMATS
 from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
 from agent.source import CommitSnapshot, WorkTree
@@ -183,7 +183,8 @@ def _status(args: argparse.Namespace) -> int:
     if args.url:
         doc = fetch_status(args.url)
     else:
-        doc = status.report(reconcile.Node.from_config(config.load(args.config)))
+        node = reconcile.Node.from_config(config.load(args.config))
+        doc = status.report(node, busy=lock.busy(node.store.dir))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
@@ -346,6 +347,7 @@ def _drift_line(live: dict[str, Any]) -> str:
         "drifted": "DRIFT: changed outside dhcp-gitops",
         "never_deployed": "not deployed by dhcp-gitops yet",
         "missing": "the target folder does not exist",
+        "deploying": "a deploy is running",
     }[live["drift"]]
     if live["changed_files"]:
         text += ": " + ", ".join(live["changed_files"])

@@ -40,9 +40,9 @@ def hold(
         os.close(fd)  # closing the last descriptor releases the flock
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, kind: int = fcntl.LOCK_EX) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
@@ -51,3 +51,18 @@ def _try_lock(fd: int) -> bool:
 def _holder(fd: int) -> str:
     said = os.pread(fd, 200, 0).decode(errors="replace").strip()
     return said or "holder unknown"
+
+
+def busy(state_dir: Path) -> bool:
+    """A reconcile holds the lock now (asked without taking it for long, writing nothing)."""
+    try:
+        fd = os.open(state_dir / "lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        if _try_lock(fd, fcntl.LOCK_SH):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)

@@ -67,12 +67,12 @@ class Loop:
         self.after = after
         self.poll = poll and node.config.source.poll_interval > 0
         self.progress = Progress()
-        self.peer = PeerClient(node.config.peer)
-        self.gate = self._gate()
         self._wake = threading.Condition()
         self._wanted: str | None = None  # the reason of the pending trigger
         self._stopping = False
         self._stopped = threading.Event()  # for threads that must not take the worker's wake-ups
+        self.peer = PeerClient(node.config.peer)
+        self.gate = self._gate()
         self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
 
     # --- triggers -------------------------------------------------------
@@ -196,7 +196,10 @@ class Loop:
         cfg = self.node.config
         if not self.peer.configured or cfg.node.role not in ("primary", "secondary"):
             return None
-        return PairGate(cfg.node.role, self.peer, cfg.dhcpd.failover_timeout, self._failover_normal)
+        return PairGate(
+            cfg.node.role, self.peer, cfg.dhcpd.failover_timeout, self._failover_normal,
+            self._stopped,
+        )  # fmt: skip
 
     def _failover_normal(self) -> bool | None:
         """dhcpd's failover state now, over OMAPI; None when the live config has no failover."""

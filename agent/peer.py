@@ -71,6 +71,8 @@ def decide(role: str, sha: str, view: View, blocked_for: float, patience: float)
     unhealthy; patience: unreachable_after."""
     if role not in ("primary", "secondary"):
         return Decision.GO
+    if role == "primary" and view.reachable and view.deployed_sha is None:
+        return Decision.GO  # a peer that never deployed serves nobody yet (a new pair)
     if not view.reachable or (not view.healthy and view.state != RESTARTING):
         return Decision.GO if blocked_for >= patience else Decision.WAIT
     if view.state == RESTARTING:
@@ -152,8 +154,10 @@ class PairGate:
         client: PeerClient,
         failover_timeout: float,
         failover_normal: Callable[[], bool | None],
+        stopping: threading.Event,
     ) -> None:
         self.role = role
+        self.stopping = stopping  # a SIGTERM must not wait out a peer
         self.client = client
         self.failover_timeout = failover_timeout
         self.failover_normal = failover_normal  # None: this config declares no failover
@@ -175,7 +179,7 @@ class PairGate:
                 )
             if time.monotonic() >= deadline:
                 raise PeerError(f"waited {cfg.wait:g} s for the peer: {waiting_for(view, sha)}")
-            time.sleep(GATE_POLL)
+            self._pause()
 
     def after_restart(self) -> None:
         """Failover back to normal within failover_timeout, when the peer is there to talk to."""
@@ -188,7 +192,11 @@ class PairGate:
                     f"failover did not return to normal within {self.failover_timeout:g} s "
                     "of the restart, though the peer is up"
                 )
-            time.sleep(GATE_POLL)
+            self._pause()
+
+    def _pause(self) -> None:
+        if self.stopping.wait(GATE_POLL):
+            raise PeerError("the agent is stopping: the deploy was abandoned before its restart")
 
 
 def waiting_for(view: View, sha: str) -> str:

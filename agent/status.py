@@ -8,11 +8,14 @@ from agent import __version__, tree
 from agent.reconcile import Node
 from agent.state import State
 
-Drift = Literal["none", "rollback_tree", "drifted", "never_deployed", "missing"]
+Drift = Literal["none", "rollback_tree", "drifted", "never_deployed", "missing", "deploying"]
 
 
-def report(node: Node) -> dict[str, Any]:
-    """The status document: the same for `dhcp-gitops status --json` and GET /status."""
+def report(node: Node, busy: bool = False) -> dict[str, Any]:
+    """The status document: the same for `dhcp-gitops status --json` and GET /status.
+
+    busy: a reconcile is running, so the live tree is between two records.
+    """
     state = node.store.load()
     cfg = node.config
     return {
@@ -24,12 +27,26 @@ def report(node: Node) -> dict[str, Any]:
         "previous": _dump(state.previous),
         "pin": _dump(state.pin),
         "last_attempt": _dump(state.last_attempt),
-        "live": live(node, state),
+        "live": live(node, state, busy),
     }
 
 
-def live(node: Node, state: State) -> dict[str, Any]:
+def live(node: Node, state: State, busy: bool = False) -> dict[str, Any]:
     """Whether the target still holds the tree we deployed (drift), and which files differ."""
+    if busy:
+        return _deploying(node)
+    try:
+        return _compare(node, state)
+    except FileNotFoundError:  # a deploy exchanged the trees while we read them
+        return _deploying(node)
+
+
+def _deploying(node: Node) -> dict[str, Any]:
+    stage = node.workspace.stage.exists()
+    return {"digest": None, "drift": "deploying", "changed_files": None, "stage_leftover": stage}
+
+
+def _compare(node: Node, state: State) -> dict[str, Any]:
     ws, preserve = node.workspace, node.preserve
     digest = tree.digest(ws.target, preserve)
     drift: Drift

@@ -77,18 +77,30 @@ def matches(rel: str, globs: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, g) or rel.startswith(g.rstrip("/") + "/") for g in globs)
 
 
+READ_TRIES = 3
+
+
 def digest(root: Path, exclude: Iterable[str] = ()) -> str | None:
     """A hash of names, kinds, modes and contents; None when root is not a folder.
 
     Files matching `exclude` (the preserve globs) are left out: they are the
-    server's own and change without a deploy.
+    server's own and change without a deploy. A tree exchanged while it is read
+    (/status during a deploy) is read again.
     """
+    for _ in range(READ_TRIES - 1):
+        try:
+            return _digest(root, tuple(exclude))
+        except FileNotFoundError:
+            continue
+    return _digest(root, tuple(exclude))
+
+
+def _digest(root: Path, exclude: tuple[str, ...]) -> str | None:
     if not root.is_dir() or root.is_symlink():
         return None
-    excluded = tuple(exclude)
     h = hashlib.sha256()
     for rel, path in sorted(files(root)):
-        if matches(rel, excluded):
+        if matches(rel, exclude):
             continue
         st = path.lstat()
         h.update(f"{rel}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}\0".encode())

@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 packages=(git isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates)
 extra="."
 if [ "${1:-}" = "--test" ]; then
-  packages+=(openssh-server openssh-client openssl)
+  # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests.
+  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin)
   extra=".[test]"
 fi
 

@@ -17,8 +17,10 @@ from agent.service import Service
 from agent.template import template_dir
 
 # Fixture modules: the agent process, network namespaces, ssh and https remotes,
-# and the SMTP and HTTP receivers of notifications.
-pytest_plugins = ["tests.receivers", "tests.agentproc", "tests.netns", "tests.remotes"]
+# the SMTP and HTTP receivers of notifications, and the failover pair's hosts.
+pytest_plugins = [
+    "tests.receivers", "tests.agentproc", "tests.netns", "tests.remotes", "tests.pairlab",
+]  # fmt: skip
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -295,3 +296,33 @@ def test_tls_from_the_configured_certificate(
         assert client.get("/status").json()["node"]["name"] == "dhcp1"
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)
+
+
+def test_status_answers_while_the_tree_is_exchanged(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    """/status hashes the live tree: a deploy swapping it meanwhile must not make it fail."""
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    for n in range(40):
+        repo.write(f"dhcp/extra-{n}.conf", f"# file {n}\n")
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(base_url=agent.url, timeout=10) as client:
+            while not stop.is_set() and len(codes) < 5000:
+                codes.append(client.get("/status").status_code)
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        for i in range(8):
+            repo.write("dhcp/hosts.conf", repo.read("dhcp/hosts.conf") + f"# {i}\n")
+            sha = repo.commit(f"Change {i}")
+            agent.github_push(sha)
+            agent.wait_deployed(sha)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert codes and set(codes) == {200}, sorted(set(codes))

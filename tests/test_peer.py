@@ -36,6 +36,8 @@ DOWN = View(reachable=False, error="connection refused")
     [
         # the primary goes first, but never while the secondary restarts
         ("primary", peer(), 0, Decision.GO),
+        ("primary", peer(deployed=None, running=False), 0, Decision.GO),  # a new pair
+        ("secondary", peer(deployed=None, running=False), 0, Decision.WAIT),
         ("primary", peer(state="restarting"), 0, Decision.WAIT),
         ("primary", peer(state="restarting"), 999, Decision.WAIT),  # it is alive: wait
         # the secondary waits for the primary to run the commit, healthy

@@ -243,7 +243,9 @@ def test_stage_leftovers_from_a_crash_are_removed(repo: ConfigRepo, make_node: N
 def test_two_syncs_at_once(repo: ConfigRepo, make_node: NodeFactory) -> None:
     node = make_node()
     other = make_node()  # the same state dir, as a second process would use
+    assert lock.busy(node.store.dir) is False
     with lock.hold(node.store.dir, "a test holding the lock"):
+        assert lock.busy(node.store.dir) is True
         with pytest.raises(LockBusy, match=f"pid {os.getpid()}, a test holding the lock"):
             reconcile(other, wait=False)
         told: list[str] = []

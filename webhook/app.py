@@ -154,7 +154,7 @@ def require_token(rt: Runtime, authorization: str | None) -> None:
 
 def status_document(rt: Runtime) -> dict[str, Any]:
     loop, progress = rt.loop, rt.loop.progress
-    doc = status.report(loop.node)
+    doc = status.report(loop.node, busy=progress.phase not in ("idle", "failed"))
     doc["state"] = progress.phase
     doc["working_on"] = progress.working_on
     doc["dhcpd"] = dhcpd_health(loop)
@@ -197,8 +197,9 @@ def refresh_gauges(rt: Runtime) -> None:
     if "running" in health:
         rt.metrics.dhcpd_up.set(1 if health["running"] else 0)
     node = rt.loop.node
-    drift = status.live(node, node.store.load())["drift"]
-    rt.metrics.drift.set(0 if drift == "none" else 1)
+    busy = rt.loop.progress.phase not in ("idle", "failed")
+    drift = status.live(node, node.store.load(), busy)["drift"]
+    rt.metrics.drift.set(0 if drift in ("none", "deploying") else 1)
     deployed = node.store.load().deployed
     rt.metrics.observe_pair(
         peer.report(rt.loop.peer, deployed.sha if deployed else None),
