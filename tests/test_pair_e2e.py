@@ -77,6 +77,17 @@ def test_a_push_reaches_both_servers_one_after_the_other(
     assert "peer" in secondary["timings"]  # it waited for the primary before restarting
     assert primary["finished_at"] <= secondary["finished_at"]
     assert pair_lab.dhcp_client(LAPTOP[0], timeout=20) == LAPTOP[1]
+    for agent in pair.agents:  # what each /status says of the pair, once it has looked
+        doc = agent.wait_for(lambda d: (d["peer"] or {}).get("same_commit") is True
+                             and any(f["mine"] == "normal" for f in d["failover"]))  # fmt: skip
+        assert doc["peer"]["reachable"] and doc["peer"]["deployed_sha"] == sha
+        assert doc["peer"]["clock_skew"] == "ok" and abs(doc["peer"]["clock_skew_seconds"]) < 1
+        metrics = agent.client.get("/metrics").text
+        assert "dhcp_gitops_peer_same_commit 1.0" in metrics
+        assert (
+            'dhcp_gitops_failover_state{peer="dhcp-failover",side="mine",state="normal"} 1.0'
+            in metrics
+        )
     print(f"push to both live {both_live:.2f} s; failover normal {back_to_normal:.2f} s later")
 
 
