@@ -57,20 +57,24 @@ class Progress:
     last_log: str = ""
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def busy(self) -> bool:
+        """A reconcile is running: the live tree is between two records."""
+        return self.phase not in ("idle", "failed")
+
 
 AfterAttempt = Callable[[Attempt, str], None]
 
 
 class Loop:
-    def __init__(self, node: Node, after: AfterAttempt | None = None, poll: bool = True) -> None:
+    def __init__(self, node: Node, after: AfterAttempt | None = None) -> None:
         self.node = node
         self.after = after
-        self.poll = poll and node.config.source.poll_interval > 0
+        self.poll = node.config.source.poll_interval > 0
         self.progress = Progress()
         self._wake = threading.Condition()
         self._wanted: str | None = None  # the reason of the pending trigger
-        self._stopping = False
-        self._stopped = threading.Event()  # for threads that must not take the worker's wake-ups
+        self._stopped = threading.Event()  # also wakes the peer watcher and a waiting gate
         self.peer = PeerClient(node.config.peer)
         self.gate = self._gate()
         self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
@@ -94,9 +98,8 @@ class Loop:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Let the running reconcile finish its steps, then stop a supervised dhcpd."""
-        self._stopped.set()
         with self._wake:
-            self._stopping = True
+            self._stopped.set()
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
@@ -119,7 +122,7 @@ class Loop:
     def _wait(self, next_poll: float) -> str | None:
         """The next trigger's reason, "timer", or None when stopping."""
         with self._wake:
-            while not self._stopping:
+            while not self._stopped.is_set():
                 if self._wanted:
                     reason, self._wanted = self._wanted, None
                     return reason

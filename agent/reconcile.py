@@ -152,11 +152,13 @@ def _deploy(
         if pairing is not None:
             with step("peer"):
                 pairing.before_restart(commit.sha)  # the two servers never restart together
-        with step("publish"):
-            publish.swap_in(ws)
     except StepError:
         tree.remove(ws.stage)  # before publish: nothing live changed, drop the stage
         raise
+    with step("publish"):
+        # Not in the guard above: after a failed fsync the stage path may already hold
+        # the old tree. The next run's clean_leftovers() removes whatever is there.
+        publish.swap_in(ws)
     _restart_or_roll_back(node, step, pairing)
     with step("record"):
         publish.keep_previous(ws)

@@ -154,7 +154,7 @@ def require_token(rt: Runtime, authorization: str | None) -> None:
 
 def status_document(rt: Runtime) -> dict[str, Any]:
     loop, progress = rt.loop, rt.loop.progress
-    doc = status.report(loop.node, busy=progress.phase not in ("idle", "failed"))
+    doc = status.report(loop.node, busy=progress.busy)
     doc["state"] = progress.phase
     doc["working_on"] = progress.working_on
     doc["dhcpd"] = dhcpd_health(loop)
@@ -197,8 +197,7 @@ def refresh_gauges(rt: Runtime) -> None:
     if "running" in health:
         rt.metrics.dhcpd_up.set(1 if health["running"] else 0)
     node = rt.loop.node
-    busy = rt.loop.progress.phase not in ("idle", "failed")
-    drift = status.live(node, node.store.load(), busy)["drift"]
+    drift = status.live(node, node.store.load(), rt.loop.progress.busy)["drift"]
     rt.metrics.drift.set(0 if drift in ("none", "deploying") else 1)
     deployed = node.store.load().deployed
     rt.metrics.observe_pair(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.failover import FailoverState
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
+from agent.failover import FailoverState
 from agent.state import Attempt
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
