@@ -158,3 +158,22 @@ def test_clients_keep_being_served_through_five_deploys(
     print("continuity:", json.dumps(report))
     assert deployed == DEPLOYS and took < seconds, "the deploys must fall inside the flood"
     assert result["DISCOVER-OFFER"]["sent"] > 0
+
+
+def test_a_deploy_whose_failover_stays_down_is_rolled_back(
+    pair_lab: PairLab, start_pair: StartPair, repo: ConfigRepo
+) -> None:
+    """The agents still see each other (loopback), but the servers' cable is cut: after
+    its restart the primary's failover cannot get back to normal, so it rolls back."""
+    pair = start_pair(peers=True, dhcpd={"failover_timeout": 5.0})
+    wait(lambda: omapi_normal(pair_lab), 60, "failover normal after start")
+    good = pair.primary.status()["deployed"]["sha"]
+    pair_lab.unplug(pair_lab.secondary)
+    sha = add_host(repo, "02:00:00:00:00:44", "192.0.2.44", "laptop-44")
+    pair.push(sha)
+    attempt = last_attempt(pair.primary, sha)
+    assert attempt["result"] == "rolled_back"
+    assert "failover did not return to normal within 5 s" in attempt["message"]
+    assert pair.primary.status()["deployed"]["sha"] == good
+    refused = last_attempt(pair.secondary, sha)
+    assert refused["result"] == "refused" and refused["step"] == "peer"
