@@ -197,9 +197,10 @@ def refresh_gauges(rt: Runtime) -> None:
     if "running" in health:
         rt.metrics.dhcpd_up.set(1 if health["running"] else 0)
     node = rt.loop.node
-    drift = status.live(node, node.store.load(), rt.loop.progress.busy)["drift"]
+    state = node.store.load()
+    drift = status.live(node, state, rt.loop.progress.busy)["drift"]
     rt.metrics.drift.set(0 if drift in ("none", "deploying") else 1)
-    deployed = node.store.load().deployed
+    deployed = state.deployed
     rt.metrics.observe_pair(
         peer.report(rt.loop.peer, deployed.sha if deployed else None),
         failover.read(node.config.dhcpd.lease_file),
