@@ -48,7 +48,8 @@ def roles_of(snapshot: Snapshot, pair: str) -> list[tuple[str, str]]:
     """(role, node name) to check: the pair's two roles, or one standalone server."""
     table = _pair_table(snapshot, pair)
     both = ("primary", "secondary")
-    has_role_folders = any(snapshot.exists(_join(pair, render.role_folder(r))) for r in both)
+    folders = [render.join_path(pair, render.role_folder(r)) for r in both]
+    has_role_folders = any(snapshot.exists(f) for f in folders)
     if any(r in table for r in both) or has_role_folders:
         return [(r, str(table.get(r, {}).get("name", r))) for r in both]
     return [("standalone", "standalone")]
@@ -161,7 +162,7 @@ def _gh_prop(text: str) -> str:
 
 
 def _pair_table(snapshot: Snapshot, pair: str) -> dict[str, dict[str, object]]:
-    files = snapshot.read(_join(pair, render.PAIR_FILE))
+    files = snapshot.read(render.join_path(pair, render.PAIR_FILE))
     if not files:
         return {}
     try:
@@ -169,7 +170,3 @@ def _pair_table(snapshot: Snapshot, pair: str) -> dict[str, dict[str, object]]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
         return {}  # render reports it with its line
     return {k: v for k, v in raw.items() if isinstance(v, dict)}
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)

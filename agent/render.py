@@ -43,24 +43,25 @@ def render_pair(snapshot: Snapshot, pair: str, role: str, node_name: str, target
 
     The same for the agent (a commit), `validate` (a checkout) and `plan`.
     """
-    base_folder = _join(pair, BASE)
+    base_folder = join_path(pair, BASE)
     base = snapshot.read(base_folder)
     if base is None:
         if pair and not snapshot.exists(pair):
             raise RenderError(pair, "pair folder not found")
         raise RenderError(f"{base_folder}/", "no dhcp/ folder in the pair folder")
-    overlay_folder = _join(pair, role_folder(role))
+    overlay_folder = join_path(pair, role_folder(role))
     layers = [
         (COMMON, snapshot.read(COMMON) or []),
         (base_folder, base),
         (overlay_folder, snapshot.read(overlay_folder) or []),
     ]
-    pair_toml = snapshot.read(_join(pair, PAIR_FILE))
+    pair_toml = snapshot.read(join_path(pair, PAIR_FILE))
     values = variables(node_name, role, target, pair_toml[0] if pair_toml else None)
     return render(layers, values)
 
 
-def _join(*parts: str) -> str:
+def join_path(*parts: str) -> str:
+    """Repo paths joined, empty parts (the repo root as pair folder) left out."""
     return "/".join(p for p in parts if p)
 
 
