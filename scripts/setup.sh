@@ -3,15 +3,22 @@
 # and a virtualenv (.venv) with the project installed in editable mode.
 #   scripts/setup.sh          what the agent and the demo need
 #   scripts/setup.sh --test   also what the test suite needs (sshd, the test extra)
+#   scripts/setup.sh --bench  also what the benchmarks compare against (rsync, inotify, ansible)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(git isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates)
+# gnupg: git runs gpg to check signed commits (source.verify = "gpg").
+packages=(git isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates gnupg)
 extra="."
 if [ "${1:-}" = "--test" ]; then
   # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests.
   packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin)
   extra=".[test]"
+elif [ "${1:-}" = "--bench" ]; then
+  # The pipelines the benchmarks compare with (rsync + inotify, ansible-pull),
+  # and the pair's clients for the pair scenario.
+  packages+=(rsync inotify-tools isc-dhcp-client kea-admin)
+  extra=".[test,bench]"
 fi
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
