@@ -58,6 +58,12 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
 
     sync = command(sub, "sync", "fetch, validate and deploy the branch head once")
     sync.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
+    sync.add_argument(
+        "--allow-non-descendant",
+        action="store_true",
+        help="deploy the head even if it does not descend from the deployed commit "
+        "(overrides [source] require_descendant once; signatures are still checked)",
+    )
     sync.set_defaults(run=_sync)
 
     show = command(sub, "status", "show what is live, what was tried last, and drift")
@@ -157,7 +163,12 @@ def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
 
 def _sync(args: argparse.Namespace) -> int:
     node = _node(args, deploying=True)
-    attempt = reconcile.reconcile(node, wait=not args.no_wait, on_wait=_say_waiting)
+    attempt = reconcile.reconcile(
+        node,
+        wait=not args.no_wait,
+        on_wait=_say_waiting,
+        allow_non_descendant=args.allow_non_descendant,
+    )
     return print_attempt(attempt, node, sys.stdout)
 
 
@@ -295,6 +306,8 @@ def print_attempt(attempt: Attempt, node: reconcile.Node, out: TextIO) -> int:
         live = f"still {deployed.sha[:12]} {deployed.subject!r}" if deployed else "unchanged"
         if attempt.result != "rolled_back":
             print(f"live: {target} {live}", file=out)
+    if attempt.signer and attempt.result in SUCCESS:
+        print(f"signed by {attempt.signer}", file=out)
     return 0 if attempt.result in SUCCESS else 1
 
 

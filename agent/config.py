@@ -42,6 +42,13 @@ class Source(_Section):
     timeout: PositiveSeconds = 60.0
     ssh_key: Path | None = None
     known_hosts: Path | None = None
+    # Signed commits (agent/signature.py): "gpg" checks against the public keys exported
+    # to gpg_keyring, "ssh" against ssh-keygen's allowed_signers file.
+    verify: Literal["none", "gpg", "ssh"] = "none"
+    gpg_keyring: Path | None = None
+    allowed_signers: Path | None = None
+    # Anti-rollback: a branch head must descend from the deployed commit.
+    require_descendant: bool = False
 
     @field_validator("url")
     @classmethod
@@ -210,7 +217,7 @@ def parse(raw: dict[str, Any], path: Path) -> AgentConfig:
 
 # Keys holding paths; relative values resolve against the config file's folder.
 _PATH_KEYS = {
-    "source": ("ssh_key", "known_hosts"),
+    "source": ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers"),
     "deploy": ("target", "state_dir"),
     "dhcpd": ("lease_file",),
     "http": ("webhook_secret_file", "token_file", "tls_cert", "tls_key"),
@@ -267,7 +274,8 @@ def _check_files(config: AgentConfig) -> None:
     source, deploy = config.source, config.deploy
     if remote_kind(source.url) == "ssh" and source.known_hosts is None:
         raise ConfigError(f"{where}: [source] known_hosts: required for an ssh remote")
-    files = [("source", k) for k in ("ssh_key", "known_hosts")]
+    _check_verify(config)
+    files = [("source", k) for k in ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers")]
     files += [("http", k) for k in ("webhook_secret_file", "token_file", "tls_cert", "tls_key")]
     files += [("notify", "smtp_password_file")]
     for section, key in files:
@@ -290,3 +298,21 @@ def _check_files(config: AgentConfig) -> None:
         )
     if deploy.state_dir.resolve().is_relative_to(target.resolve()):
         raise ConfigError(f"{where}: [deploy] state_dir: must not be inside the target")
+
+
+# Which file each verify mode checks signatures against.
+_VERIFY_FILES = {"gpg": "gpg_keyring", "ssh": "allowed_signers"}
+
+
+def _check_verify(config: AgentConfig) -> None:
+    """The file of the verify mode is required, and the other mode's file refused: a
+    keyring set while verify = "none" would look like a policy that is not applied."""
+    source = config.source
+    for mode, key in _VERIFY_FILES.items():
+        if source.verify == mode and getattr(source, key) is None:
+            raise ConfigError(f'{config.file}: [source] {key}: required with verify = "{mode}"')
+        if source.verify != mode and getattr(source, key) is not None:
+            raise ConfigError(
+                f'{config.file}: [source] {key}: only used with verify = "{mode}" '
+                f"(verify is {source.verify!r})"
+            )

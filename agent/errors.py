@@ -7,6 +7,8 @@
     ├── CommandError                a subprocess failed: argv, exit code, stdout, stderr
     └── StepError                   a reconcile step refused or failed; .step names it
         ├── FetchError              the remote or the mirror
+        ├── TrustError              the commit is unsigned, signed by an unknown key, or does
+        │                           not descend from the deployed one ([source] verify)
         ├── RenderError             the repo content (names the repo file)
         ├── ValidateError           dhcpd -t or our checks refused: .problems
         ├── PublishError            the exchange of the staged tree and the target
@@ -82,6 +84,12 @@ class StepError(DhcpGitopsError):
 
 class FetchError(StepError):
     step = "fetch"
+
+
+class TrustError(StepError):
+    """A refusal by the [source] verify or require_descendant policy (not a failure to check)."""
+
+    step = "trust"
 
 
 class RenderError(StepError):

@@ -33,6 +33,7 @@ WATCH_EVERY = 1.0  # seconds between checks that a supervised dhcpd still runs
 
 PHASES = {
     "fetch": "fetching",
+    "trust": "fetching",  # checking the fetched commit's signature and history
     "render": "rendering",
     "validate": "validating",
     "publish": "publishing",

@@ -16,9 +16,10 @@ from typing import NoReturn, Protocol
 
 from agent import lock, publish, render, stage, tree
 from agent.config import AgentConfig, Result
-from agent.errors import PeerRefused, RolledBack, ServiceError, StepError
+from agent.errors import PeerRefused, RolledBack, ServiceError, StepError, TrustError
 from agent.releases import Releases
 from agent.service import Service, for_config
+from agent.signature import Signatures
 from agent.source import Commit, Mirror
 from agent.state import Attempt, Deployed, Pin, State, Store, now
 from agent.validate import validate
@@ -95,8 +96,13 @@ def reconcile(
     on_wait: Callable[[str], None] | None = None,
     on_step: OnStep | None = None,
     pairing: Pairing | None = None,
+    allow_non_descendant: bool = False,
 ) -> Attempt:
-    """Bring the target to the branch head (or to `rollback_to`); record the attempt."""
+    """Bring the target to the branch head (or to `rollback_to`); record the attempt.
+
+    allow_non_descendant: deploy a head that does not descend from the deployed
+    commit though [source] require_descendant is set (the operator's override).
+    """
     what = f"rollback to {rollback_to[:12]}" if rollback_to else "sync"
     with lock.hold(node.store.dir, what, wait=wait, on_wait=on_wait):
         # A stage left by a crash is either half built or the old tree after an
@@ -105,7 +111,8 @@ def reconcile(
         state = node.store.load()
         attempt = Attempt(started_at=now())
         try:
-            _deploy(node, state, attempt, Steps(attempt, on_step), rollback_to, pairing)
+            steps = Steps(attempt, on_step)
+            _deploy(node, state, attempt, steps, rollback_to, pairing, allow_non_descendant)
         except StepError as err:
             attempt.result = _result_of(err)
             attempt.step, attempt.message, attempt.problems = err.step, err.message, err.problems
@@ -119,7 +126,7 @@ def reconcile(
 def _result_of(err: StepError) -> Result:
     if isinstance(err, RolledBack):
         return "rolled_back"
-    refused = err.step in ("render", "validate") or isinstance(err, PeerRefused)
+    refused = err.step in ("render", "validate") or isinstance(err, PeerRefused | TrustError)
     return "refused" if refused else "failed"
 
 
@@ -130,12 +137,18 @@ def _deploy(
     step: Steps,
     rollback_to: str | None,
     pairing: Pairing | None,
+    allow_non_descendant: bool,
 ) -> None:
     ws = node.workspace
     with step("fetch"):
         sha, pin = _choose_commit(node, state, rollback_to)
         commit = node.mirror.commit(sha)
         attempt.sha, attempt.subject, attempt.author = commit.sha, commit.subject, commit.author
+    with step("trust"):
+        # Only a branch head that moved has a history to check: a rollback names its
+        # commit on purpose, and a pinned commit stays while the head does not move.
+        history = pin is None and not allow_non_descendant
+        attempt.signer = _trust(node, state, commit.sha, history)
     with step("render"):
         rendered = render_commit(node, commit.sha)
         digest = tree.content_digest(rendered.files, node.preserve)
@@ -187,6 +200,36 @@ def _choose_commit(node: Node, state: State, rollback_to: str | None) -> tuple[s
     if state.pin and state.pin.while_head == head:
         return state.pin.sha, state.pin
     return head, None
+
+
+def _trust(node: Node, state: State, sha: str, history: bool) -> str | None:
+    """Who signed the commit (None when [source] verify is off); TrustError when the
+    policy refuses it. The commit to deploy is checked every time, a rollback's or a
+    pinned one too: a key dropped from the keyring stops its commits going live."""
+    source = node.config.source
+    signer = Signatures(source, node.config.deploy.state_dir).signer(node.mirror, sha)
+    if history and source.require_descendant:
+        _check_descent(node, state, sha)
+    return signer
+
+
+def _check_descent(node: Node, state: State, head: str) -> None:
+    """Anti-rollback: the head must descend from where the branch last was for us (the
+    head a rollback was pinned against, else the deployed commit). A force-push to old
+    or unrelated history, even of signed commits, would otherwise redeploy old config."""
+    if state.pin is not None:
+        base, what = state.pin.while_head, "the branch head a rollback was made from"
+    elif state.deployed is not None:
+        base, what = state.deployed.sha, "the deployed commit"
+    else:
+        return  # the first deploy: nothing to descend from
+    if node.mirror.descends(head, base):
+        return
+    raise TrustError(
+        f"branch {node.config.source.branch!r} moved to {head[:12]}, which does not descend "
+        f"from {base[:12]}, {what} (require_descendant): history was rewritten or moved back."
+        "\nTo deploy it anyway: dhcp-gitops sync --allow-non-descendant"
+    )
 
 
 def render_commit(node: Node, sha: str) -> render.Rendered:

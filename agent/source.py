@@ -121,6 +121,28 @@ class Mirror:
         except (git.BadName, ValueError) as err:
             raise FetchError(f"commit {rev!r} is not in the mirror") from err
 
+    def descends(self, sha: str, ancestor: str) -> bool:
+        """Whether sha is `ancestor` or a descendant of it (git merge-base --is-ancestor).
+
+        A fetch brings the branch's whole history, so an ancestor missing from the
+        mirror (a mirror cloned again after a force-push) is not in it: False.
+        """
+        try:
+            self.repo.git.merge_base("--is-ancestor", ancestor, sha)
+        except git.GitCommandError as err:
+            if err.status == 1 or not self._has_commit(ancestor):
+                return False
+            raise FetchError(f"cannot tell whether {sha[:12]} descends from {ancestor[:12]}: "
+                             f"{str(err.stderr).strip()}") from err  # fmt: skip
+        return True
+
+    def _has_commit(self, sha: str) -> bool:
+        try:
+            self.repo.git.cat_file("-e", f"{sha}^{{commit}}")
+        except git.GitCommandError:
+            return False
+        return True
+
     def snapshot(self, sha: str) -> CommitSnapshot:
         return CommitSnapshot(self.repo.commit(sha).tree)
 

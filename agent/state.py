@@ -41,6 +41,7 @@ class Attempt(_Record):
     finished_at: str | None = None
     result: Result | None = None
     step: str | None = None  # the step that refused or failed
+    signer: str | None = None  # who signed the commit, when [source] verify checked it
     message: str = ""
     problems: list[Problem] = []
     timings: dict[str, float] = {}  # seconds per step
