@@ -45,6 +45,16 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert cfg.deploy.target == tmp_path / "etc" / "dhcp"
 
 
+def test_signature_files_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "ops.asc").write_text("keys\n")
+    source = {"verify": "gpg", "gpg_keyring": "keys/ops.asc", "require_descendant": True}
+    cfg = config.load(write(tmp_path, with_keys(source=source)))
+    assert cfg.source.gpg_keyring == tmp_path / "keys" / "ops.asc"
+    assert cfg.source.require_descendant is True
+    assert config.load(write(tmp_path, with_keys())).source.verify == "none"
+
+
 def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, with_keys()))
     with pytest.raises(ValueError, match="frozen"):
@@ -65,6 +75,22 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         (with_keys(source={"path": "../other"}), r"\[source\] path: .*'\.\.'"),
         (with_keys(source={"url": "ssh://git@h/r.git"}), r"\[source\] known_hosts: required"),
         (with_keys(source={"ssh_key": "/nonexistent/key"}), r"\[source\] ssh_key: .* not a"),
+        (with_keys(source={"verify": "pgp"}), r"\[source\] verify: .*'pgp'"),
+        (
+            with_keys(source={"verify": "gpg"}),
+            r'\[source\] gpg_keyring: required with verify = "gpg"',
+        ),
+        (with_keys(source={"verify": "ssh"}), r"\[source\] allowed_signers: required with"),
+        (with_keys(source={"gpg_keyring": "/k.asc"}), r"\[source\] gpg_keyring: only used with"),
+        (
+            with_keys(source={"verify": "ssh", "allowed_signers": "/x", "gpg_keyring": "/k"}),
+            r"\[source\] gpg_keyring: only used with verify = \"gpg\" \(verify is 'ssh'\)",
+        ),
+        (
+            with_keys(source={"verify": "gpg", "gpg_keyring": "/nonexistent/keyring.asc"}),
+            r"\[source\] gpg_keyring: /nonexistent/keyring.asc is not a readable file",
+        ),
+        (with_keys(source={"require_descendant": "yes"}), r"\[source\] require_descendant:"),
         (with_keys(deploy={"preserve": ["/etc/passwd"]}), r"\[deploy\] preserve:"),
         (with_keys(deploy={"keep_releases": -1}), r"\[deploy\] keep_releases:"),
         (with_keys(deploy={"target": "/nonexistent/dir/dhcp"}), r"\[deploy\] target: parent"),

@@ -455,6 +455,26 @@ def test_unrelated_history_is_refused_and_the_cli_override_deploys_it(
     assert f"signed by {gpg_keys.alice.name}" in done.stdout
 
 
+def test_rewritten_history_that_merges_the_deployed_commit_deploys(
+    repo: ConfigRepo, guarded: Node, gpg_keys: GpgKeys
+) -> None:
+    """What the README advises when no override can be given (a supervised agent)."""
+    alice, node = gpg_keys.alice, guarded
+    deployed = alice.commit(repo, "A")
+    assert reconcile(node).result == "deployed"
+    git(repo.work, "checkout", "-q", "--orphan", "rewritten")
+    move_printer(repo, 21)
+    alice.commit(repo, "A new root")
+    assert reconcile(node).result == "refused"
+    run_git(repo.work, *alice.options, "merge", "-S", "-q", "-s", "ours",
+            "--allow-unrelated-histories", "-m", "Adopt the deployed history", deployed,
+            env=alice.env)  # fmt: skip
+    run_git(repo.work, "push", "-qf", "origin", "HEAD:main", env=alice.env)
+    attempt = reconcile(node)
+    assert attempt.result == "deployed" and attempt.signer == alice.name
+    assert "192.0.2.21" in (node.config.deploy.target / "hosts.conf").read_text()
+
+
 def test_the_override_does_not_waive_the_signature(
     repo: ConfigRepo, guarded: Node, gpg_keys: GpgKeys
 ) -> None:
