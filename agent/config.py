@@ -40,6 +40,10 @@ class Source(_Section):
     path: str = ""
     poll_interval: Seconds = 60.0
     timeout: PositiveSeconds = 60.0
+    # A failed reconcile (remote down, mirror damaged) is retried after retry_min
+    # seconds, doubling up to retry_max while it keeps failing.
+    retry_min: PositiveSeconds = 5.0
+    retry_max: PositiveSeconds = 300.0
     ssh_key: Path | None = None
     known_hosts: Path | None = None
     # Signed commits (agent/signature.py): "gpg" checks against the public keys exported
@@ -119,6 +123,7 @@ class Http(_Section):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_body: Annotated[int, Field(gt=0)] = 1024 * 1024  # bytes a webhook body may have
+    body_timeout: PositiveSeconds = 10.0  # seconds a body may take to arrive (408 beyond)
 
     @property
     def host(self) -> str:
@@ -130,6 +135,20 @@ class Http(_Section):
 
 
 Result = Literal["deployed", "current", "refused", "rolled_back", "failed"]
+
+MiB = 1024 * 1024
+
+
+class Limits(_Section):
+    """What one commit may hold and render to, checked while it is read: the repo is
+    reviewed, but a mistake (a committed lease dump, a runaway template loop) must
+    end in a clear refusal, not in an agent that eats the server's memory."""
+
+    file_size: Annotated[int, Field(gt=0)] = 64 * MiB  # one file, read or rendered
+    tree_size: Annotated[int, Field(gt=0)] = 256 * MiB  # all files of one folder read
+    files: Annotated[int, Field(gt=0)] = 10_000  # files below one folder read
+    depth: Annotated[int, Field(gt=0)] = 16  # folder levels of a repo path
+    template_loop: Annotated[int, Field(gt=0)] = 1_000_000  # range() items of one render
 
 
 class Notify(_Section):
@@ -174,6 +193,7 @@ class AgentConfig(_Section):
     http: Http = Http()
     notify: Notify = Notify()
     peer: Peer = Peer()
+    limits: Limits = Limits()
     file: Path = Path("<memory>")
 
     @property

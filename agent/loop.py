@@ -26,8 +26,6 @@ from agent.state import Attempt
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE = 5.0  # seconds before the first retry of a failed reconcile
-BACKOFF_CAP = 300.0
 JITTER = 0.1  # poll intervals and backoffs vary by +-10% so that pairs do not align
 WATCH_EVERY = 1.0  # seconds between checks that a supervised dhcpd still runs
 
@@ -172,10 +170,11 @@ class Loop:
     def _back_off(self) -> None:
         p = self.progress
         p.failures += 1
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (p.failures - 1))
+        source = self.node.config.source
+        delay = min(source.retry_max, source.retry_min * 2 ** (p.failures - 1))
         p.retry_at = time.monotonic() + _jittered(delay)
         p.phase = "failed"
-        log.warning("reconcile failed %d time(s) in a row; retry in %.0f s", p.failures, delay)
+        log.warning("reconcile failed %d time(s) in a row; retry in %.1f s", p.failures, delay)
 
     def _next_poll(self) -> float:
         return time.monotonic() + _jittered(self.node.config.source.poll_interval)

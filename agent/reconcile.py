@@ -16,7 +16,15 @@ from typing import NoReturn, Protocol
 
 from agent import lock, publish, render, stage, tree
 from agent.config import AgentConfig, Result
-from agent.errors import PeerRefused, RolledBack, ServiceError, StepError, TrustError
+from agent.errors import (
+    PeerRefused,
+    RenderError,
+    RolledBack,
+    ServiceError,
+    StepError,
+    TrustError,
+    ValidateError,
+)
 from agent.releases import Releases
 from agent.service import Service, for_config
 from agent.signature import Signatures
@@ -41,7 +49,7 @@ class Node:
         deploy = config.deploy
         return cls(
             config=config,
-            mirror=Mirror(config.source, deploy.state_dir),
+            mirror=Mirror(config.source, deploy.state_dir, config.limits),
             service=svc or for_config(config.dhcpd, deploy.target, deploy.state_dir),
             workspace=stage.Workspace(deploy.target),
             store=Store(deploy.state_dir),
@@ -126,7 +134,9 @@ def reconcile(
 def _result_of(err: StepError) -> Result:
     if isinstance(err, RolledBack):
         return "rolled_back"
-    refused = err.step in ("render", "validate") or isinstance(err, PeerRefused | TrustError)
+    # The commit's fault: refused, and not retried until a new commit comes. A bare
+    # StepError is an OSError of the machine (a full disk, say): failed, retried.
+    refused = isinstance(err, RenderError | ValidateError | PeerRefused | TrustError)
     return "refused" if refused else "failed"
 
 
@@ -241,6 +251,7 @@ def render_commit(node: Node, sha: str) -> render.Rendered:
         config.node.role,
         config.node.name,
         str(config.deploy.target),
+        config.limits,
     )
 
 

@@ -14,8 +14,11 @@ from types import TracebackType
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
+from agent.config import Limits
 from agent.errors import RenderError
 from agent.source import RepoFile, Snapshot
 
@@ -38,7 +41,14 @@ def role_folder(role: str) -> str:
     return f"roles/{role}"
 
 
-def render_pair(snapshot: Snapshot, pair: str, role: str, node_name: str, target: str) -> Rendered:
+def render_pair(
+    snapshot: Snapshot,
+    pair: str,
+    role: str,
+    node_name: str,
+    target: str,
+    limits: Limits | None = None,
+) -> Rendered:
     """The live tree of one role: common/, then the pair's dhcp/, then roles/<role>/.
 
     The same for the agent (a commit), `validate` (a checkout) and `plan`.
@@ -57,7 +67,7 @@ def render_pair(snapshot: Snapshot, pair: str, role: str, node_name: str, target
     ]
     pair_toml = snapshot.read(join_path(pair, PAIR_FILE))
     values = variables(node_name, role, target, pair_toml[0] if pair_toml else None)
-    return render(layers, values)
+    return render(layers, values, limits or Limits())
 
 
 def join_path(*parts: str) -> str:
@@ -65,13 +75,15 @@ def join_path(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
-def render(layers: Iterable[Layer], variables: Mapping[str, Any]) -> Rendered:
+def render(
+    layers: Iterable[Layer], variables: Mapping[str, Any], limits: Limits | None = None
+) -> Rendered:
     """Overlay the layers in order (dhcp/, then roles/<role>/) and render the templates."""
     merged: dict[str, RepoFile] = {}
     for folder, layer_files in layers:
         merged.update(_layer(layer_files, folder))
     _check_no_file_dir_clash(merged)
-    env = _environment(merged)
+    env = _Sandbox(merged, limits or Limits())
     files: dict[str, bytes] = {}
     for out, repo_file in sorted(merged.items()):
         if repo_file.path.endswith(TEMPLATE_SUFFIX):
@@ -157,15 +169,67 @@ class _Loader(jinja2.BaseLoader):
         return _text(f), f.path, None
 
 
-def _environment(merged: Mapping[str, RepoFile]) -> SandboxedEnvironment:
-    return SandboxedEnvironment(
-        loader=_Loader(merged),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,  # a {% block %} line leaves no blank line behind
-        lstrip_blocks=True,
-        autoescape=False,  # the output is dhcpd.conf, not HTML
-    )
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox (no attribute escapes such as ''.__class__), with the sizes it
+    leaves open bounded by the limits: a reviewed template with a runaway loop or a
+    huge repeat must end in a refusal that names it, not in an agent out of memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, merged: Mapping[str, RepoFile], limits: Limits) -> None:
+        super().__init__(
+            loader=_Loader(merged),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,  # a {% block %} line leaves no blank line behind
+            lstrip_blocks=True,
+            autoescape=False,  # the output is dhcpd.conf, not HTML
+        )
+        self.limits = limits
+        self.loop_left = limits.template_loop
+        self.globals.pop("lipsum")  # makes any amount of text; nothing a config needs
+        self.globals["range"] = self._range
+
+    def _range(self, *args: int) -> range:
+        items = safe_range(*args)
+        self.loop_left -= len(items)
+        if self.loop_left < 0:
+            limit = self.limits.template_loop
+            raise SecurityError(
+                f"more than {limit} range() items in one render (limits.template_loop)"
+            )
+        return items
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _int_bits(left) * _int_or_zero(right) > 8 * self.limits.file_size:
+            raise SecurityError(f"{left} ** {right} is too large a number")
+        if operator == "*":
+            _check_repeat(left, right, self.limits.file_size)
+            _check_repeat(right, left, self.limits.file_size)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # str.ljust(10**10) and friends: no call needs a size beyond one file's limit.
+        # range() has a budget of its own.
+        sized = () if __obj == __self._range else (*args, *kwargs.values())
+        for arg in sized:
+            if isinstance(arg, int) and abs(arg) > __self.limits.file_size:
+                raise SecurityError(f"argument {arg} is over limits.file_size")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _int_bits(value: Any) -> int:
+    return abs(value).bit_length() if isinstance(value, int) else 0
+
+
+def _int_or_zero(value: Any) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _check_repeat(seq: Any, times: Any, limit: int) -> None:
+    sized = isinstance(seq, str | bytes | list | tuple) and isinstance(times, int)
+    if sized and len(seq) * times > limit:
+        raise SecurityError(f"repeating {len(seq)} items {times} times is over limits.file_size")
 
 
 def _text(f: RepoFile) -> str:
@@ -175,11 +239,9 @@ def _text(f: RepoFile) -> str:
         raise RenderError(f.path, "template is not UTF-8 text") from err
 
 
-def _render_one(
-    env: SandboxedEnvironment, out: str, f: RepoFile, values: Mapping[str, Any]
-) -> bytes:
+def _render_one(env: _Sandbox, out: str, f: RepoFile, values: Mapping[str, Any]) -> bytes:
     try:
-        return env.get_template(out + TEMPLATE_SUFFIX).render(values).encode("utf-8")
+        return _bounded_render(env, env.get_template(out + TEMPLATE_SUFFIX), values).encode()
     except jinja2.TemplateSyntaxError as err:
         raise RenderError(err.filename or f.path, err.message or str(err), err.lineno) from err
     except RenderError:
@@ -187,6 +249,18 @@ def _render_one(
     except Exception as err:  # any template fault becomes the repo's error
         file, line = _template_frame(err.__traceback__, f.path)
         raise RenderError(file, f"{type(err).__name__}: {err}", line) from err
+
+
+def _bounded_render(env: _Sandbox, template: jinja2.Template, values: Mapping[str, Any]) -> str:
+    """The rendered text, refused as soon as it grows past the file size limit."""
+    chunks: list[str] = []
+    size = 0
+    for chunk in template.generate(values):
+        size += len(chunk)
+        if size > env.limits.file_size:
+            raise SecurityError(f"renders to more than limits.file_size ({env.limits.file_size})")
+        chunks.append(chunk)
+    return "".join(chunks)
 
 
 def _template_frame(tb: TracebackType | None, default: str) -> tuple[str, int | None]:

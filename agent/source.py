@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shlex
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,10 +16,14 @@ from typing import Protocol
 import git
 from git.objects import Blob, Tree
 
-from agent.config import Source, remote_kind
+from agent.config import Limits, Source, remote_kind
 from agent.errors import FetchError, RenderError
 
+log = logging.getLogger(__name__)
+
 SYMLINK_MODE = 0o120000
+# What reading a damaged object store raises (GitPython's cat-file pipe, gitdb, zlib).
+_DAMAGE = (ValueError, OSError, git.GitCommandError, git.BadObject)
 
 # What git prints after any failed transport; the cause (ssh's or git's) is above it.
 _GIT_ADVICE = frozenset(
@@ -51,8 +58,9 @@ def redact(text: str) -> str:
 class Mirror:
     """A bare repository under the state dir holding one branch of the remote."""
 
-    def __init__(self, source: Source, state_dir: Path) -> None:
+    def __init__(self, source: Source, state_dir: Path, limits: Limits | None = None) -> None:
         self.source = source
+        self.limits = limits or Limits()
         self.path = state_dir / "mirror.git"
         self.ref = f"refs/heads/{source.branch}"
         self._repo: git.Repo | None = None
@@ -65,12 +73,56 @@ class Mirror:
 
     def _open(self) -> git.Repo:
         if (self.path / "HEAD").is_file():
-            return git.Repo(self.path)
+            try:
+                return git.Repo(self.path)
+            except git.InvalidGitRepositoryError:
+                log.warning("the mirror %s is not a git repository: cloning again", self.path)
+                shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         return git.Repo.init(self.path, bare=True)
 
     def fetch(self) -> str:
-        """Fetch the branch into the mirror; return the commit it points to."""
+        """Fetch the branch into the mirror; return the commit it points to.
+
+        The mirror is only a cache of the remote: when a fetch fails while the
+        remote answers, the mirror is what is broken, so it is cloned again.
+        """
+        try:
+            return self._fetch_head()
+        except FetchError as err:
+            if "does not exist on" in err.message or not self._remote_answers():
+                raise
+            log.warning("fetch failed though the remote answers (%s): cloning again", err.message)
+            self.discard()
+            return self._fetch_head()
+
+    def _fetch_head(self) -> str:
+        self._fetch()
+        head = self.head()
+        # git fetch trusts the objects it already has: a lost or damaged tree of
+        # the head shows only when read. rev-list reads the commit and every tree.
+        try:
+            self.repo.git.rev_list("--objects", "--no-walk", "--quiet", head)
+        except git.GitCommandError as err:
+            detail = str(err.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
+            raise FetchError(f"the mirror cannot read commit {head[:12]}: {detail}") from err
+        return head
+
+    def discard(self) -> None:
+        """Drop the mirror; the next fetch clones the branch again from the remote."""
+        if self._repo is not None:
+            self._repo.close()  # GitPython's cat-file processes hold the object files
+            self._repo = None
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _remote_answers(self) -> bool:
+        try:
+            self.remote_head()
+        except FetchError:
+            return False
+        return True
+
+    def _fetch(self) -> None:
         refspec = f"+{self.ref}:{self.ref}"
         try:
             self.repo.git.fetch(
@@ -82,12 +134,14 @@ class Mirror:
             )
         except git.GitCommandError as err:
             raise FetchError(self._explain(err)) from err
-        return self.head()
 
     def remote_head(self) -> str:
-        """The branch's commit on the remote, by ls-remote: no objects are fetched."""
+        """The branch's commit on the remote, by ls-remote: no objects are fetched.
+
+        Run outside the mirror, so that a damaged mirror cannot make the remote look down.
+        """
         try:
-            out = self.repo.git.ls_remote(
+            out = git.Git("/").ls_remote(
                 self.source.url, self.ref, env=self._env(), kill_after_timeout=self.source.timeout
             )
         except git.GitCommandError as err:
@@ -144,7 +198,7 @@ class Mirror:
         return True
 
     def snapshot(self, sha: str) -> CommitSnapshot:
-        return CommitSnapshot(self.repo.commit(sha).tree)
+        return CommitSnapshot(self.repo.commit(sha).tree, self.limits, self)
 
     def _env(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
@@ -192,17 +246,28 @@ class Snapshot(Protocol):
 
 
 class CommitSnapshot:
-    def __init__(self, tree: Tree) -> None:
+    def __init__(
+        self, tree: Tree, limits: Limits | None = None, mirror: Mirror | None = None
+    ) -> None:
         self.tree = tree
+        self.limits = limits or Limits()
+        self.mirror = mirror  # dropped when its objects turn out unreadable
 
     def read(self, path: str) -> list[RepoFile] | None:
+        try:
+            return self._read(path)
+        except _DAMAGE as err:
+            raise self._damaged(err) from err
+
+    def _read(self, path: str) -> list[RepoFile] | None:
         try:
             item = self.tree / path if path else self.tree
         except KeyError:
             return None
+        budget = Budget(self.limits, path)
         if isinstance(item, Tree):
-            return list(_blobs(item))
-        return [_repo_file(item, path)]
+            return list(_blobs(item, budget))
+        return [_repo_file(item, path, budget)]
 
     def exists(self, path: str) -> bool:
         try:
@@ -211,51 +276,106 @@ class CommitSnapshot:
             return False
         return True
 
+    def _damaged(self, err: Exception) -> FetchError:
+        """A fetch can succeed over a mirror with a lost or truncated object; reading
+        finds out. The mirror goes, so the next fetch clones it whole again."""
+        if self.mirror is not None:
+            self.mirror.discard()
+        return FetchError(
+            f"the mirror's copy of commit {self.tree.hexsha[:12]}'s tree is damaged "
+            f"({type(err).__name__}: {err}); it was dropped and the next fetch clones it again"
+        )
+
+
+class Budget:
+    """One read counted against the limits, each file before its data is loaded."""
+
+    def __init__(self, limits: Limits, folder: str) -> None:
+        self.limits = limits
+        self.folder = folder or "the repository root"
+        self.files = 0
+        self.bytes = 0
+
+    def admit(self, path: str, size: int) -> None:
+        limits = self.limits
+        if path.count("/") >= limits.depth:
+            raise RenderError(path, f"more than {limits.depth} folder levels deep (limits.depth)")
+        if size > limits.file_size:
+            raise RenderError(path, f"{size} bytes: over limits.file_size ({limits.file_size})")
+        self.files += 1
+        self.bytes += size
+        if self.files > limits.files:
+            raise RenderError(self.folder, f"more than {limits.files} files (limits.files)")
+        if self.bytes > limits.tree_size:
+            raise RenderError(
+                self.folder, f"more than {limits.tree_size} bytes of files (limits.tree_size)"
+            )
+
 
 class WorkTree:
     """A checkout's files as they are on disk (uncommitted changes included), .git left out."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: Limits | None = None) -> None:
         self.root = root
+        self.limits = limits or Limits()
 
     def read(self, path: str) -> list[RepoFile] | None:
         full = self.root / path
         if not (full.exists() or full.is_symlink()):
             return None
+        budget = Budget(self.limits, path)
         if full.is_dir() and not full.is_symlink():
-            return [self._file(p) for p in sorted(full.rglob("*")) if self._wanted(p)]
-        return [self._file(full)]
+            return [self._file(p, budget) for p in self._walk(full, budget)]
+        return [self._file(full, budget)]
 
     def exists(self, path: str) -> bool:
         return (self.root / path).exists()
 
-    def _wanted(self, path: Path) -> bool:
-        return ".git" not in path.relative_to(self.root).parts and (
-            path.is_symlink() or not path.is_dir()
-        )
+    def _walk(self, top: Path, budget: Budget) -> list[Path]:
+        """Every non-folder below top, sorted; iterative, so depth is the limit's to
+        refuse, not Python's recursion limit. Links are listed (and then refused)."""
+        found: list[Path] = []
+        folders = [top]
+        while folders:
+            folder = folders.pop()
+            for entry in os.scandir(folder):
+                path = Path(entry.path)
+                if entry.name == ".git":
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    rel = path.relative_to(self.root).as_posix()
+                    if rel.count("/") >= budget.limits.depth:
+                        raise RenderError(rel, f"more than {budget.limits.depth} folder "
+                                          "levels deep (limits.depth)")  # fmt: skip
+                    folders.append(path)
+                else:
+                    found.append(path)
+        return sorted(found)
 
-    def _file(self, path: Path) -> RepoFile:
+    def _file(self, path: Path, budget: Budget) -> RepoFile:
         rel = path.relative_to(self.root).as_posix()
         if path.is_symlink():
             raise RenderError(rel, f"symbolic link (to {str(path.readlink())!r}) refused: "
                               "commit the file")  # fmt: skip
         if not path.is_file():
             raise RenderError(rel, "not a regular file")
+        budget.admit(rel, path.stat().st_size)
         return RepoFile(path=rel, data=path.read_bytes())
 
 
-def _blobs(tree: Tree) -> Iterator[RepoFile]:
+def _blobs(tree: Tree, budget: Budget) -> Iterator[RepoFile]:
     """Every blob below the tree; links and submodules are refused, not followed."""
     for item in tree.list_traverse():
         if isinstance(item, Tree | tuple):  # tuples only in typing: we traverse one tree
             continue
-        yield _repo_file(item, str(item.path))
+        yield _repo_file(item, str(item.path), budget)
 
 
-def _repo_file(item: object, path: str) -> RepoFile:
+def _repo_file(item: object, path: str, budget: Budget) -> RepoFile:
     if not isinstance(item, Blob):
         raise RenderError(path, "submodules are not supported in the config tree")
     if item.mode == SYMLINK_MODE:
-        target = item.data_stream.read().decode("utf-8", "replace")
+        target = item.data_stream.read(4096).decode("utf-8", "replace")
         raise RenderError(path, f"symbolic link (to {target!r}) refused: commit the file")
+    budget.admit(path, item.size)  # the object header's size: nothing loaded yet
     return RepoFile(path=path, data=item.data_stream.read())

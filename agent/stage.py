@@ -77,8 +77,11 @@ def copy_preserved(live: Path, stage: Path, globs: Iterable[str]) -> list[str]:
         if dest.is_dir() and not dest.is_symlink():
             raise RenderError(f"{live}/{rel}", "preserved file is a folder in the repo")
         for parent in reversed(dest.relative_to(stage).parents[:-1]):
-            if not (stage / parent).is_dir():
-                tree.make_dir(stage / parent)
+            if (stage / parent).is_dir():
+                continue
+            if (stage / parent).exists():
+                raise RenderError(f"{live}/{rel}", f"preserved, but the repo has a file {parent}")
+            tree.make_dir(stage / parent)
         dest.unlink(missing_ok=True)
         tree.write_file(dest, path.read_bytes(), stat.S_IMODE(st.st_mode))
         if os.geteuid() == 0:

@@ -7,19 +7,22 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 
 
-def write(root: Path, files: Mapping[str, bytes]) -> None:
+def write(
+    root: Path, files: Mapping[str, bytes], after_each: Callable[[], None] | None = None
+) -> None:
     """Create root with the files (0644, folders 0755), every byte on disk before return.
 
     Power-loss view: each file is fsync'd before close, then every folder
     bottom-up, so once this returns the tree survives a crash whole; the
-    exchange that publishes it comes only after.
+    exchange that publishes it comes only after. after_each runs after every
+    file (a fault point: a crash with half the stage written).
     """
     make_dir(root)
     for rel, data in files.items():
@@ -28,6 +31,8 @@ def write(root: Path, files: Mapping[str, bytes]) -> None:
             if not (root / parent).is_dir():
                 make_dir(root / parent)
         write_file(path, data, FILE_MODE)
+        if after_each is not None:
+            after_each()
     fsync_dirs(root)
 
 
@@ -44,6 +49,8 @@ def write_file(path: Path, data: bytes, mode: int) -> None:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+    except OSError as err:  # write() names no file; a full disk should say which
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         os.close(fd)
 

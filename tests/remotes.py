@@ -184,6 +184,7 @@ class HttpsServer:
     cert: Path  # the self-signed certificate, also the CA to trust
     credentials: tuple[str, str] | None = None
     requests: list[str] = field(default_factory=list)
+    delay: float = 0.0  # seconds each request waits before it is served: a slow remote
 
     def url(self, bare: Path, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None and password is not None else ""
@@ -240,6 +241,7 @@ class GitHandler(http.server.BaseHTTPRequestHandler):
         self.server.state.requests.append(format % args)
 
     def _serve(self) -> None:
+        time.sleep(min(self.server.state.delay, 30.0))  # bounded: a test's slow remote
         user = self._authenticated_user()
         if user is False:
             self._reply(401, [("WWW-Authenticate", 'Basic realm="git"')], b"auth required\n")

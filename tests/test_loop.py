@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from agent.loop import BACKOFF_BASE, JITTER, WATCH_EVERY, Loop
+from agent.loop import JITTER, WATCH_EVERY, Loop
 from tests.conftest import ConfigRepo, NodeFactory
 
 
@@ -32,18 +32,19 @@ def test_triggers_collapse_into_one_pending_run(make_node: NodeFactory) -> None:
     assert loop._wait(next_poll=time.monotonic() + 60) == "webhook"
 
 
-def test_a_failed_reconcile_backs_off_exponentially(
+def test_a_failed_reconcile_backs_off_exponentially_up_to_retry_max(
     repo: ConfigRepo, make_node: NodeFactory
 ) -> None:
-    loop = Loop(make_node(source={"url": "file:///nonexistent/remote.git"}))
+    source = {"url": "file:///nonexistent/remote.git", "retry_min": 5, "retry_max": 20}
+    loop = Loop(make_node(source=source))
     delays = []
-    for _ in range(3):
+    for _ in range(4):
         before = time.monotonic()
         loop._reconcile("test")
         assert loop.progress.phase == "failed" and loop.progress.retry_at is not None
         delays.append(loop.progress.retry_at - before)
     for n, delay in enumerate(delays):
-        expected = BACKOFF_BASE * 2**n
+        expected = min(20, 5 * 2**n)
         assert expected * (1 - JITTER) <= delay <= expected * (1 + JITTER) + 0.5
 
 
