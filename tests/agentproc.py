@@ -119,12 +119,7 @@ def start_agent(tmp_path: Path, make_node: NodeFactory) -> Iterator[StartAgent]:
         source = {"poll_interval": 0, **sections.pop("source", {})}
         node = make_node(name, role, http=http, source=source, **sections)
         log = tmp_path / f"{name}-agent.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [EXE, "agent", "--config", str(node.config.file)],
-                stdout=out, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
-        agent = AgentProcess(proc, f"http://127.0.0.1:{port}", node.config.file, log)
+        agent = launch(node.config.file, port, log, wait=False)
         started.append(agent)
         if wait:
             _wait_until_up(agent)
@@ -133,6 +128,26 @@ def start_agent(tmp_path: Path, make_node: NodeFactory) -> Iterator[StartAgent]:
     yield start
     for agent in started:
         agent.stop()
+
+
+def launch(config: Path, port: int, log: Path, wait: bool = True) -> AgentProcess:
+    """`dhcp-gitops agent --config config`, listening on 127.0.0.1:port, its output in log.
+
+    The caller stops it (AgentProcess.stop), also when the test fails.
+    """
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [EXE, "agent", "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    agent = AgentProcess(proc, f"http://127.0.0.1:{port}", config, log)
+    if wait:
+        try:
+            _wait_until_up(agent)
+        except BaseException:
+            agent.stop()
+            raise
+    return agent
 
 
 def _wait_until_up(agent: AgentProcess) -> None:

@@ -2,42 +2,35 @@
 
 Read endpoints need no credentials (listen on loopback or a management
 network); POST /sync needs the bearer token; webhooks need the forge's
-signature. No response, log line or error ever carries a secret.
+signature. No response, log line or error ever carries a secret, nor echoes
+what a caller sent (a misplaced token would come back otherwise).
+
+Every answer the routes can give is declared in the OpenAPI document, which
+tests/test_http_hostile.py holds the running agent to with schemathesis.
 """
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel
 
 from agent import __version__, failover, peer, status
 from agent.loop import Loop
 from agent.service import Supervisor
-from webhook import forges
+from webhook import body, forges
+from webhook.credentials import Secrets, same
 from webhook.metrics import Metrics
 
 REPLAY_MEMORY = 1000  # delivery ids remembered to ignore a forge's redelivery
-_NONE = type(
-    "_NoDeploy", (), {"sha": None}
-)()  # delivery ids remembered to ignore a forge's redelivery
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Read once at start; compared in constant time, never echoed."""
-
-    webhook: bytes | None = None
-    token: bytes | None = None
-
-    def __repr__(self) -> str:
-        return "Secrets(<hidden>)"
 
 
 @dataclass
@@ -46,18 +39,98 @@ class Runtime:
     secrets: Secrets
     metrics: Metrics
     max_body: int
+    body_timeout: float = 10.0
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     started: float = field(default_factory=time.monotonic)
 
-    def first_delivery(self, delivery_id: str | None) -> bool:
+    def first_delivery(self, provider: str, delivery_id: str | None) -> bool:
+        """False for a delivery id seen before: a forge's redelivery, or a replay."""
         if delivery_id is None:
             return True
-        if delivery_id in self.seen:
+        key = f"{provider} {delivery_id}"
+        if key in self.seen:
             return False
-        self.seen[delivery_id] = None
+        self.seen[key] = None
         if len(self.seen) > REPLAY_MEMORY:
             self.seen.popitem(last=False)
         return True
+
+
+# --- what the API documents -----------------------------------------------------------
+
+
+class Outcome(BaseModel):
+    status: str
+
+
+class Refusal(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    ok: bool
+    problems: list[str]
+
+
+def _answer(description: str, model: type[BaseModel] = Refusal) -> dict[str, Any]:
+    return {"description": description, "model": model}
+
+
+WEBHOOK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Queued: a reconcile fetches the branch head (the newest commit wins)"},
+    200: _answer("Ignored: a ping, another branch or event, a repeated delivery id", Outcome),
+    400: _answer("Malformed: the payload or a header the provider needs"),
+    401: _answer("Unsigned: the signature or token header is missing"),
+    403: _answer("Bad signature, or webhooks are off (no webhook_secret_file)"),
+    404: _answer("Unknown provider"),
+    408: _answer("The body did not arrive within [http] body_timeout; the connection is closed"),
+    413: _answer("The body is larger than [http] max_body"),
+}
+SYNC_ANSWERS: dict[int | str, dict[str, Any]] = {
+    202: {"description": "Queued, or already queued: one reconcile serves every trigger"},
+    401: _answer("No bearer token"),
+    403: _answer("Wrong token, or /sync is off (no token_file)"),
+}
+# The body a forge sends: read raw (the signature covers its exact bytes), so
+# FastAPI does not parse it; declared here for the docs and for schemathesis.
+WEBHOOK_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "The forge's push payload; generic: optional, may be empty",
+                "properties": {
+                    "ref": {"type": "string", "example": "refs/heads/main"},
+                    "after": {"type": "string", "example": "0" * 40},
+                },
+            }
+        },
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "description": "GitHub's and Gitea's form type: the JSON payload in `payload`",
+                "properties": {"payload": {"type": "string"}},
+            }
+        },
+    },
+}
+
+
+def _webhook_headers() -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+         "description": what}
+        for name, what in forges.headers_read().items()
+    ]  # fmt: skip
+
+
+# Documented as an enum, checked by the route: another name answers 404, not 422.
+PROVIDER = Path(json_schema_extra={"enum": list(forges.PROVIDERS)})
+BEARER = HTTPBearer(auto_error=False, description="the token of [http] token_file")
+
+
+# --- routes ---------------------------------------------------------------------------
 
 
 def create_app(rt: Runtime) -> FastAPI:
@@ -66,17 +139,25 @@ def create_app(rt: Runtime) -> FastAPI:
         version=__version__,
         description="Status and triggers of one dhcp-gitops agent.",
     )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     @app.get("/status", summary="What is live, what is being done, and how dhcpd is")
     def get_status() -> dict[str, Any]:
         return status_document(rt)
 
     @app.get("/history", summary="Recent reconcile attempts, newest last")
-    def get_history(limit: int = 20) -> list[dict[str, Any]]:
+    def get_history(
+        limit: int = Query(20, description="how many, newest last (1 to 1000; clamped)"),
+    ) -> list[dict[str, Any]]:
         limit = max(1, min(limit, 1000))
         return [a.model_dump(mode="json") for a in rt.loop.node.store.history(limit)]
 
-    @app.get("/healthz", summary="200 while the loop (and a supervised dhcpd) run")
+    @app.get(
+        "/healthz",
+        summary="200 while the loop (and a supervised dhcpd) run",
+        response_model=Health,
+        responses={503: {"description": "Something is down: see problems", "model": Health}},
+    )
     def healthz() -> JSONResponse:
         problems = health_problems(rt)
         code = 503 if problems else 200
@@ -87,25 +168,49 @@ def create_app(rt: Runtime) -> FastAPI:
         refresh_gauges(rt)
         return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.post("/sync", status_code=202, summary="Reconcile now (bearer token)")
+    @app.post(
+        "/sync",
+        status_code=202,
+        summary="Reconcile now (bearer token)",
+        response_model=Outcome,
+        responses=SYNC_ANSWERS,
+        dependencies=[Depends(BEARER)],
+    )
     def sync(request: Request) -> dict[str, str]:
-        require_token(rt, request.headers.get("authorization"))
+        require_token(rt.secrets.token, request.headers.get("authorization"))
         fresh = rt.loop.trigger("POST /sync")
         return {"status": "queued" if fresh else "already queued"}
 
-    @app.post("/webhook/{provider}", summary="A forge's push webhook")
-    async def webhook(provider: str, request: Request) -> JSONResponse:
-        body = await read_body(request, rt.max_body)
-        code, outcome = handle_webhook(rt, provider, dict(request.headers), body)
-        if provider in forges.PROVIDERS:
-            rt.metrics.webhooks.labels(provider, outcome).inc()
+    @app.post(
+        "/webhook/{provider}",
+        status_code=202,
+        summary="A forge's push webhook",
+        response_model=Outcome,
+        responses=WEBHOOK_ANSWERS,
+        openapi_extra={"parameters": _webhook_headers(), "requestBody": WEBHOOK_BODY},
+    )
+    async def webhook(request: Request, provider: str = PROVIDER) -> JSONResponse:
+        try:
+            raw = await body.read(request, rt.max_body, rt.body_timeout)
+            code, outcome = handle_webhook(rt, provider, dict(request.headers), raw)
+        except HTTPException as refused:
+            count_webhook(rt, provider, refused.status_code)
+            raise
+        count_webhook(rt, provider, code)
         return JSONResponse({"status": outcome}, status_code=code)
 
     return app
 
 
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 without the `input` it would echo: what was sent is never sent back."""
+    assert isinstance(error, RequestValidationError)
+    detail = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in error.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def handle_webhook(
-    rt: Runtime, provider: str, headers: dict[str, str], body: bytes
+    rt: Runtime, provider: str, headers: dict[str, str], raw: bytes
 ) -> tuple[int, str]:
     """(status code, outcome) of one delivery: check, parse, then trigger or ignore."""
     if provider not in forges.PROVIDERS:
@@ -113,11 +218,11 @@ def handle_webhook(
     if rt.secrets.webhook is None:
         raise HTTPException(403, "webhooks are off: set [http] webhook_secret_file")
     try:
-        forges.check_signature(provider, headers, body, rt.secrets.webhook)
-        delivery = forges.parse(provider, headers, body)
+        forges.check_signature(provider, headers, raw, rt.secrets.webhook)
+        delivery = forges.parse(provider, headers, raw)
     except forges.WebhookError as err:
         raise HTTPException(err.status, err.message) from err
-    if not rt.first_delivery(delivery.delivery_id):
+    if not rt.first_delivery(provider, delivery.delivery_id):
         return 200, "duplicate delivery ignored"
     if delivery.event == "ping":
         return 200, "pong"
@@ -128,28 +233,30 @@ def handle_webhook(
     return 202, "queued" if fresh else "already queued"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes the limit (not after reading it all)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body over {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"body over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+# Refusals by code, for the outcome label: a run of 403s is someone guessing.
+OUTCOMES = {
+    202: "queued", 200: "ignored",
+    400: "malformed", 401: "unsigned", 403: "refused", 408: "too slow", 413: "too large",
+}  # fmt: skip
 
 
-def require_token(rt: Runtime, authorization: str | None) -> None:
-    if rt.secrets.token is None:
+def count_webhook(rt: Runtime, provider: str, code: int) -> None:
+    if provider in forges.PROVIDERS:  # any other path would become a label
+        rt.metrics.webhooks.labels(provider, OUTCOMES.get(code, str(code))).inc()
+
+
+def require_token(token: bytes | None, authorization: str | None) -> None:
+    """Pass, or HTTPException 401 (no bearer token) or 403 (off, or the wrong token)."""
+    if token is None:
         raise HTTPException(403, "POST /sync is off: set [http] token_file")
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
+    if scheme.lower() != "bearer" or not given.strip():
         raise HTTPException(401, "bearer token required", {"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(given.strip().encode(), rt.secrets.token):
+    if not same(given.strip().encode(), token):
         raise HTTPException(403, "wrong token")
+
+
+# --- the read endpoints' documents ----------------------------------------------------
 
 
 def status_document(rt: Runtime) -> dict[str, Any]:

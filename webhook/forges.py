@@ -30,8 +30,10 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal, Protocol, cast
 from urllib.parse import parse_qs
+
+from webhook import credentials
 
 PROVIDERS: tuple[str, ...] = ("github", "gitea", "forgejo", "gitlab", "bitbucket", "generic")
 
@@ -61,7 +63,17 @@ class WebhookError(Exception):
 
 # --- signatures ---------------------------------------------------------------
 
-_Check = Callable[[Mapping[str, str], bytes, bytes], None]
+
+class _Check(Protocol):
+    """Raises WebhookError unless the headers prove the secret; `names` are the headers read."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    @property
+    def proof(self) -> str: ...  # what the header carries, for the API's docs
+
+    def __call__(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,7 @@ class _HmacHeader:
     names: tuple[str, ...]
     prefix: str = ""
     prefix_required: bool = False
+    proof: str = "the HMAC-SHA256 of the body"
 
     def __call__(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> None:
         name, value = _required_header(headers, self.names)
@@ -86,18 +99,23 @@ class _HmacHeader:
         return "" if self.prefix_required else value
 
 
-def _gitlab_token(headers: Mapping[str, str], body: bytes, secret: bytes) -> None:
-    # GitLab sends the secret itself: it proves the sender, not the body.
-    name, value = _required_header(headers, ("X-Gitlab-Token",))
-    if not _same(value, secret):
-        raise WebhookError(403, f"{name} does not match our secret")
+@dataclass(frozen=True)
+class _TokenHeader:
+    """GitLab sends the secret itself: it proves the sender, not the body."""
+
+    names: tuple[str, ...]
+    proof: str = "the secret itself"
+
+    def __call__(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> None:
+        name, value = _required_header(headers, self.names)
+        if not _same(value, secret):
+            raise WebhookError(403, f"{name} does not match our secret")
 
 
 def _same(given: str, expected: str | bytes) -> bool:
-    """Constant time on equal lengths: the digests hide even the secret's length."""
+    """credentials.same() on the header's text: constant time, blind to the secret's length."""
     mine = expected if isinstance(expected, bytes) else expected.encode()
-    theirs = given.encode("utf-8", "surrogatepass")
-    return hmac.compare_digest(hashlib.sha256(theirs).digest(), hashlib.sha256(mine).digest())
+    return credentials.same(given.encode("utf-8", "surrogatepass"), mine)
 
 
 def _required_header(headers: Mapping[str, str], names: Sequence[str]) -> tuple[str, str]:
@@ -348,7 +366,7 @@ _FORGES: Mapping[str, _Forge] = {
         delivery_headers=("X-Forgejo-Delivery", "X-Gitea-Delivery"),
     ),
     "gitlab": _Forge(
-        check=_gitlab_token,
+        check=_TokenHeader(("X-Gitlab-Token",)),
         event_headers=("X-Gitlab-Event",),
         # GitLab's test button sends a Push Hook too: there is no ping.
         handlers={
@@ -416,3 +434,21 @@ def parse(provider: str, headers: Mapping[str, str], body: bytes) -> Delivery:
     found = _first_header(headers, forge.delivery_headers)
     delivery_id = found[1].strip() if found else None
     return Delivery(provider, event, branch, sha, delivery_id)
+
+
+def headers_read() -> dict[str, str]:
+    """Every header some provider reads, and what it carries for which: for the API's docs."""
+    uses: dict[str, dict[str, list[str]]] = {}
+    for provider, forge in _FORGES.items():
+        roles = (
+            (forge.check.proof, forge.check.names),
+            ("event", forge.event_headers),
+            ("delivery id", forge.delivery_headers),
+        )
+        for role, names in roles:
+            for name in names:
+                uses.setdefault(name, {}).setdefault(role, []).append(provider)
+    return {
+        name: "; ".join(f"{role} for {', '.join(providers)}" for role, providers in by.items())
+        for name, by in uses.items()
+    }

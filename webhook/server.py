@@ -16,7 +16,8 @@ from agent.errors import ConfigError
 from agent.loop import AfterAttempt, Loop
 from agent.reconcile import Node
 from agent.state import Attempt
-from webhook.app import Runtime, Secrets, create_app
+from webhook.app import Runtime, create_app
+from webhook.credentials import Secrets
 from webhook.metrics import Metrics
 
 log = logging.getLogger("agent.server")
@@ -31,7 +32,13 @@ def serve(config_file: Path) -> int:
     metrics = Metrics()
     password = _read_secret(cfg.notify.smtp_password_file, cfg, "notify", "smtp_password_file")
     loop = Loop(node, after=_after_attempt(cfg, node, metrics, password))
-    rt = Runtime(loop=loop, secrets=read_secrets(cfg), metrics=metrics, max_body=cfg.http.max_body)
+    rt = Runtime(
+        loop=loop,
+        secrets=read_secrets(cfg),
+        metrics=metrics,
+        max_body=cfg.http.max_body,
+        body_timeout=cfg.http.body_timeout,
+    )
     server = _Server(_uvicorn_config(cfg, rt))
     log.warning("dhcp-gitops agent %s (%s) listening on %s", cfg.node.name, cfg.node.role,
                 cfg.http.listen)  # fmt: skip
