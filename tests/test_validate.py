@@ -55,6 +55,8 @@ def test_unlocated_errors_are_kept() -> None:
         ('option domain-name "a#b"; include "d";', [(1, "d")]),
         ('option x "multi\nline"; include "e";', [(2, "e")]),
         ('include "sp ace";', [(1, "sp ace")]),
+        ('INCLUDE "/etc/shadow";\nInclude "f";', [(1, "/etc/shadow"), (2, "f")]),
+        ("host include-me { fixed-address 192.0.2.9; }", []),
     ],
 )
 def test_include_scanner(text: str, found: list[tuple[int, str]]) -> None:
