@@ -73,6 +73,8 @@ class Loop:
         self.progress = Progress()
         self._wake = threading.Condition()
         self._wanted: str | None = None  # the reason of the pending trigger
+        self._full = False  # a pending trigger wants a reconcile, not just a look at the remote
+        self._settled: str | None = None  # the commit last tried, unless that attempt failed
         self._stopped = threading.Event()  # also wakes the peer watcher and a waiting gate
         self.peer = PeerClient(node.config.peer)
         self.gate = self._gate()
@@ -80,13 +82,30 @@ class Loop:
 
     # --- triggers -------------------------------------------------------
 
-    def trigger(self, reason: str) -> bool:
-        """Ask for a reconcile; False if one was already pending (collapsed into it)."""
+    def trigger(self, reason: str, check_first: bool = False) -> bool:
+        """Ask for a reconcile; False if one was already pending (collapsed into it).
+
+        check_first: only if the remote moved or the live tree drifted, as on the poll
+        timer; a trigger without it, collapsed into the same run, makes it a reconcile.
+        """
         with self._wake:
             fresh = self._wanted is None
             self._wanted = self._wanted or reason
+            self._full = self._full or not check_first
             self._wake.notify()
         return fresh
+
+    def trigger_push(self, sha: str | None, reason: str) -> bool:
+        """A forge's push of sha, as trigger().
+
+        A push of the commit being deployed, or of the one last tried, is a
+        redelivery or one more hook for the same push: the remote is asked first
+        (ls-remote), so a storm of them costs no reconcile once that commit is
+        live, while a branch that moved on is still fetched. A commit whose last
+        attempt failed, or a push naming none, reconciles at once.
+        """
+        known = sha is not None and sha in (self.progress.working_on, self._settled)
+        return self.trigger(reason, check_first=known)
 
     def start(self) -> None:
         self._start_dhcpd_on_live_tree()
@@ -109,28 +128,31 @@ class Loop:
     def _run(self) -> None:
         next_poll = self._next_poll()
         while True:
-            reason = self._wait(next_poll)
-            if reason is None:
+            woke = self._wait(next_poll)
+            if woke is None:
                 return
+            reason, check_first = woke
             if reason == "timer":
                 next_poll = self._next_poll()
-                if not self._remote_moved():
-                    continue
+            if check_first and not self._remote_moved():
+                continue
             self._reconcile(reason)
 
-    def _wait(self, next_poll: float) -> str | None:
-        """The next trigger's reason, "timer", or None when stopping."""
+    def _wait(self, next_poll: float) -> tuple[str, bool] | None:
+        """The next trigger's reason (or "retry", "timer") and whether to look at the
+        remote before reconciling; None when stopping."""
         with self._wake:
             while not self._stopped.is_set():
                 if self._wanted:
-                    reason, self._wanted = self._wanted, None
-                    return reason
+                    woke = (self._wanted, not self._full)
+                    self._wanted, self._full = None, False
+                    return woke
                 now = time.monotonic()
                 if self.progress.retry_at is not None and now >= self.progress.retry_at:
                     self.progress.retry_at = None
-                    return "retry"
+                    return "retry", False
                 if self.poll and now >= next_poll:
-                    return "timer"
+                    return "timer", True
                 self._wake.wait(timeout=self._sleep(now, next_poll))
                 self._watch_dhcpd()
             return None
@@ -154,6 +176,9 @@ class Loop:
                 log.error("reconcile failed: %s", err.message)
                 attempt = None
         progress.reconciles += 1
+        # Before working_on is cleared: a push of this commit meanwhile is no new work.
+        settled = attempt is not None and attempt.result != "failed"
+        self._settled = attempt.sha if attempt is not None and settled else None
         progress.phase, progress.working_on = "idle", None
         progress.last_log = captured.getvalue()
         if attempt is None or attempt.result == "failed":

@@ -298,6 +298,25 @@ def test_tls_from_the_configured_certificate(
         httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)
 
 
+def test_pushes_of_the_commit_last_tried_start_no_reconcile(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    """Redeliveries (new delivery ids) after the deploy only ask the remote (ls-remote);
+    one naming that commit while the branch has moved on still deploys the head."""
+    agent = start_agent()
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    sha = new_commit(repo, 200)
+    assert agent.github_push(sha).status_code == 202
+    before = agent.wait_deployed(sha)["reconciles"]
+    for _ in range(20):
+        assert agent.github_push(sha).status_code == 202
+    time.sleep(0.5)  # a reconcile, if one were wrongly started, would have begun
+    assert agent.status()["reconciles"] == before
+    newer = new_commit(repo, 201)
+    assert agent.github_push(sha).status_code == 202  # a late redelivery of the old push
+    agent.wait_deployed(newer)
+
+
 def test_status_answers_while_the_tree_is_exchanged(
     repo: ConfigRepo, start_agent: StartAgent
 ) -> None:

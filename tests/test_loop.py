@@ -29,7 +29,18 @@ def test_triggers_collapse_into_one_pending_run(make_node: NodeFactory) -> None:
     loop = Loop(make_node())
     assert loop.trigger("webhook") is True
     assert [loop.trigger(f"webhook {i}") for i in range(99)] == [False] * 99
-    assert loop._wait(next_poll=time.monotonic() + 60) == "webhook"
+    assert loop._wait(next_poll=time.monotonic() + 60) == ("webhook", False)
+
+
+def test_a_trigger_that_only_checks_becomes_a_reconcile_when_a_full_one_joins(
+    make_node: NodeFactory,
+) -> None:
+    loop = Loop(make_node())
+    loop.trigger("redelivery", check_first=True)
+    assert loop._wait(next_poll=time.monotonic() + 60) == ("redelivery", True)
+    loop.trigger("redelivery", check_first=True)
+    loop.trigger("new push")
+    assert loop._wait(next_poll=time.monotonic() + 60) == ("redelivery", False)
 
 
 def test_a_failed_reconcile_backs_off_exponentially_up_to_retry_max(

@@ -229,7 +229,8 @@ def handle_webhook(
     branch = rt.loop.node.config.source.branch
     if delivery.event != "push" or delivery.branch not in (branch, None):
         return 200, "ignored: not a push to " + branch
-    fresh = rt.loop.trigger(f"{provider} webhook {(delivery.sha or '')[:12]}".strip())
+    reason = f"{provider} webhook {(delivery.sha or '')[:12]}".strip()
+    fresh = rt.loop.trigger_push(delivery.sha, reason)
     return 202, "queued" if fresh else "already queued"
 
 
