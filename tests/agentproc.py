@@ -34,6 +34,35 @@ def push_payload(sha: str, branch: str = "main") -> bytes:
     return json.dumps({"ref": f"refs/heads/{branch}", "after": sha, "deleted": False}).encode()
 
 
+def hexmac(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# provider -> (the header proving the secret, its value for a body and a secret)
+SIGNERS: dict[str, tuple[str, Callable[[bytes, str], str]]] = {
+    "github": ("X-Hub-Signature-256", lambda body, secret: "sha256=" + hexmac(body, secret)),
+    "gitea": ("X-Gitea-Signature", hexmac),
+    "forgejo": ("X-Forgejo-Signature", hexmac),
+    "gitlab": ("X-Gitlab-Token", lambda body, secret: secret),
+    "bitbucket": ("X-Hub-Signature", lambda body, secret: "sha256=" + hexmac(body, secret)),
+    "generic": ("X-Signature", hexmac),
+}
+# provider -> the header and value of a push event (generic: every delivery is one)
+PUSH_EVENTS = {
+    "github": ("X-GitHub-Event", "push"),
+    "gitea": ("X-Gitea-Event", "push"),
+    "forgejo": ("X-Forgejo-Event", "push"),
+    "gitlab": ("X-Gitlab-Event", "Push Hook"),
+    "bitbucket": ("X-Event-Key", "repo:push"),
+}
+
+
+def signed_headers(provider: str, body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """The header that proves `secret` to `provider`'s check, for this body."""
+    header, sign = SIGNERS[provider]
+    return {header: sign(body, secret)}
+
+
 @dataclass
 class AgentProcess:
     proc: subprocess.Popen[str]

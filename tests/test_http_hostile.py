@@ -24,7 +24,7 @@ import json
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -39,7 +39,17 @@ from schemathesis.core.result import Err
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agent.template import template_dir
-from tests.agentproc import SECRET, TOKEN, AgentProcess, StartAgent, launch, push_payload
+from tests.agentproc import (
+    PUSH_EVENTS,
+    SECRET,
+    SIGNERS,
+    TOKEN,
+    AgentProcess,
+    StartAgent,
+    launch,
+    push_payload,
+    signed_headers,
+)
 from tests.conftest import ConfigRepo, toml_text
 from tests.receivers import free_port
 from webhook import credentials, forges
@@ -107,34 +117,9 @@ def port_of(agent: AgentProcess) -> int:
 
 # --- proofs: a signature or token over the exact bytes sent ----------------------------
 
-
-def hexmac(body: bytes, secret: str) -> str:
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-SIGNERS: dict[str, tuple[str, Callable[[bytes, str], str]]] = {
-    "github": ("X-Hub-Signature-256", lambda body, secret: "sha256=" + hexmac(body, secret)),
-    "gitea": ("X-Gitea-Signature", hexmac),
-    "forgejo": ("X-Forgejo-Signature", hexmac),
-    "gitlab": ("X-Gitlab-Token", lambda body, secret: secret),
-    "bitbucket": ("X-Hub-Signature", lambda body, secret: "sha256=" + hexmac(body, secret)),
-    "generic": ("X-Signature", hexmac),
-}
-PUSH_EVENTS = {
-    "github": ("X-GitHub-Event", "push"),
-    "gitea": ("X-Gitea-Event", "push"),
-    "forgejo": ("X-Forgejo-Event", "push"),
-    "gitlab": ("X-Gitlab-Event", "Push Hook"),
-    "bitbucket": ("X-Event-Key", "repo:push"),
-}
 # What a generated request carries: as generated, a valid proof, a valid proof on a
 # push event (the payload parsers run), or a wrong one.
 PROOFS = ("as generated", "valid", "valid push", "wrong")
-
-
-def signed_headers(provider: str, body: bytes, secret: str = SECRET) -> dict[str, str]:
-    header, sign = SIGNERS[provider]
-    return {header: sign(body, secret)}
 
 
 def body_sent(request: requests.PreparedRequest) -> bytes:
