@@ -10,6 +10,11 @@ copied or written, it is dhcpd's own file (dhcpd replaces the file by rename,
 so the link keeps the old inode). After a failed start, with dhcpd stopped,
 the link is renamed back over the lease file. Leases the failed dhcpd granted
 in its seconds of life are lost with it; its failover peer still has them.
+
+The link lives exactly as long as one restart is undecided: taken before the
+restart, renamed back by a rollback, dropped once the deploy is kept. So a link
+found after a crash belongs to a restart the crash cut short (agent/recovery.py
+puts it back), never to an older deploy whose leases it would undo.
 """
 
 from __future__ import annotations
@@ -32,10 +37,15 @@ class LeaseSnapshot:
         self.link = lease_file.with_name(f".{lease_file.name}.dhcp-gitops")
 
     def take(self) -> None:
-        """Link the lease file as it is now (dhcpd stopped); a missing one is fine."""
+        """Link the lease file as it is now (dhcpd stopped); a missing one is fine.
+
+        Power-loss view: the link is made durable (folder fsync'd) before dhcpd
+        starts and may rewrite the file, so a cut during the restart still finds it.
+        """
         self.link.unlink(missing_ok=True)  # a stale link must never be put back
         try:
             os.link(self.lease_file, self.link)
+            tree.fsync_dir(self.link.parent)
         except FileNotFoundError:
             pass
         except OSError as err:
@@ -45,11 +55,21 @@ class LeaseSnapshot:
                         self.lease_file, err.strerror)  # fmt: skip
 
     def put_back(self) -> bool:
-        """Restore the linked lease file if dhcpd replaced it since; True if it did."""
+        """Restore the linked lease file if dhcpd replaced it since; True if it did.
+
+        Either way the link is gone afterwards: it is never put back twice.
+        """
         if not self.link.exists():
             return False
         if self.lease_file.exists() and self.link.samefile(self.lease_file):
+            self.forget()
             return False
         self.link.rename(self.lease_file)
-        tree.fsync_dir(self.lease_file.parent)
+        tree.fsync_dir(self.lease_file.parent)  # durable before dhcpd starts on it
         return True
+
+    def forget(self) -> None:
+        """The restart is kept: its lease file is dhcpd's for good."""
+        if self.link.exists() or self.link.is_symlink():
+            self.link.unlink()
+            tree.fsync_dir(self.link.parent)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from agent import dhcpconf, failover, status, tree
+from agent import dhcpconf, failover, lock, recovery, status, tree
 from agent.errors import DhcpGitopsError
 from agent.peer import PairGate, PeerClient
 from agent.reconcile import Node, reconcile
@@ -108,6 +108,7 @@ class Loop:
         return self.trigger(reason, check_first=known)
 
     def start(self) -> None:
+        self._recover()
         self._start_dhcpd_on_live_tree()
         self.trigger("start-up")
         self._thread.start()
@@ -253,10 +254,19 @@ class Loop:
 
     # --- a supervised dhcpd -------------------------------------------------
 
+    def _recover(self) -> None:
+        """Before dhcpd starts: if the agent was killed mid-deploy, the tree it left
+        live unrecorded must not be served, nor rewrite the lease file (recovery.py)."""
+        try:
+            with lock.hold(self.node.store.dir, "recovery at start-up"):
+                recovery.recover(self.node)
+        except (DhcpGitopsError, OSError) as err:  # the first reconcile tries again, and says
+            log.error("recovery at start-up: %s", err)
+
     def _start_dhcpd_on_live_tree(self) -> None:
         svc = self.node.service
         target = self.node.config.deploy.target / self.node.config.dhcpd.config
-        if isinstance(svc, Supervisor) and target.is_file():
+        if isinstance(svc, Supervisor) and target.is_file() and not svc.alive():
             with contextlib.suppress(DhcpGitopsError):
                 svc.start()
 

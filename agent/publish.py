@@ -12,7 +12,7 @@ import errno
 import os
 from pathlib import Path
 
-from agent import tree
+from agent import fault, tree
 from agent.errors import PublishError
 from agent.stage import Workspace
 
@@ -35,35 +35,80 @@ def ensure_target(target: Path) -> None:
         tree.fsync_dir(target.parent)
 
 
-def swap_in(ws: Workspace) -> None:
-    """Make the stage live; the old tree is left at the stage path.
+def swap_in(ws: Workspace, digest: str) -> None:
+    """Make the stage (whose tree.digest() is `digest`) live; the old tree is left at
+    the stage path.
 
-    Power-loss view: the stage was fsync'd whole before this call; after the
-    exchange both parent folders are fsync'd, so the swap itself is durable.
+    Power-loss view, in this order: (1) stage.build fsync'd every staged file and
+    then every staged folder; (2) the journal naming the new tree's digest is
+    written, fsync'd, and its folder fsync'd; (3) the exchange; (4) both parent
+    folders are fsync'd, so the swap is on disk before dhcpd is restarted onto it.
+    So after a power cut the target is the old tree or the new one, each whole
+    (1), and if it is the new one the journal says so (2 before 3): recovery
+    (agent/recovery.py) then puts the recorded tree back, unless state.json,
+    written only after (4), already names the new one.
     """
-    _exchange_durably(ws)
+    fault.point("before-exchange")
+    _write_journal(ws, digest)
+    _exchange_durably(ws, ws.stage)
+    fault.point("after-exchange")
 
 
 def swap_back(ws: Workspace) -> None:
     """Undo swap_in: the old tree is live again and the refused one is removed."""
-    _exchange_durably(ws)
+    _exchange_durably(ws, ws.stage)
     tree.remove(ws.stage)
     tree.fsync_dir(ws.root)
 
 
+def put_back(ws: Workspace, old: Path) -> None:
+    """Recovery's undo of a swap_in no record followed: `old` (the stage, or previous
+    once kept) is live again and holds the unrecorded tree."""
+    _exchange_durably(ws, old)
+
+
 def keep_previous(ws: Workspace) -> None:
-    """After a good deploy the old tree (at the stage path) becomes the rollback tree."""
+    """After a good deploy the old tree (at the stage path) becomes the rollback tree.
+
+    Power-loss view: a cut during the rmtree or before the rename is durable
+    leaves the old tree at the stage path; recovery looks there first.
+    """
     tree.remove(ws.previous)
     ws.stage.rename(ws.previous)
     tree.fsync_dir(ws.root)
 
 
-def _exchange_durably(ws: Workspace) -> None:
+def journal(ws: Workspace) -> str | None:
+    """The digest of the tree the last swap_in made live, while no record names it."""
     try:
-        exchange(ws.stage, ws.target)
+        return ws.journal.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+
+
+def settle(ws: Workspace) -> None:
+    """state.json now names what is live (or the exchange was undone): drop the journal.
+
+    Power-loss view: called after state.json is durable; a journal that outlives
+    a cut names a tree state.json already records, which recovery leaves alone.
+    """
+    if ws.journal.exists():
+        ws.journal.unlink()
+        tree.fsync_dir(ws.root)
+
+
+def _write_journal(ws: Workspace, digest: str) -> None:
+    ws.journal.unlink(missing_ok=True)
+    tree.write_file(ws.journal, f"{digest}\n".encode(), 0o600)  # fsync'd before close
+    tree.fsync_dir(ws.root)
+
+
+def _exchange_durably(ws: Workspace, other: Path) -> None:
+    try:
+        exchange(other, ws.target)
     except OSError as err:
         hint = " (is the target a mount point?)" if err.errno in (errno.EXDEV, errno.EBUSY) else ""
-        message = f"cannot exchange {ws.stage} and {ws.target}: {err.strerror}{hint}"
+        message = f"cannot exchange {other} and {ws.target}: {err.strerror}{hint}"
         raise PublishError(message) from err
     tree.fsync_dir(ws.target.parent)
-    tree.fsync_dir(ws.root)
+    tree.fsync_dir(other.parent)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
-from agent import lock, publish, render, stage, tree
+from agent import fault, lock, publish, recovery, render, stage, tree
 from agent.config import AgentConfig, Result
 from agent.errors import (
     PeerRefused,
@@ -113,9 +113,7 @@ def reconcile(
     """
     what = f"rollback to {rollback_to[:12]}" if rollback_to else "sync"
     with lock.hold(node.store.dir, what, wait=wait, on_wait=on_wait):
-        # A stage left by a crash is either half built or the old tree after an
-        # exchange: the live tree is complete in both cases, so the stage goes.
-        node.workspace.clean_leftovers()
+        recovery.recover(node)  # a run killed mid-deploy: its stage goes, its exchange undone
         state = node.store.load()
         attempt = Attempt(started_at=now())
         try:
@@ -126,7 +124,13 @@ def reconcile(
             attempt.step, attempt.message, attempt.problems = err.step, err.message, err.problems
         attempt.finished_at = now()
         state.last_attempt = attempt
+        # Power-loss view: the journal was durable before the exchange (publish.swap_in),
+        # state.json is durable before the journal goes, so after any cut recovery knows
+        # whether the live tree is recorded. History comes last: a log, not the truth.
+        fault.point("before-record")
         node.store.save(state)
+        fault.point("after-record")
+        publish.settle(node.workspace)
         node.store.append_history(attempt, node.config.node.name)
         return attempt
 
@@ -154,6 +158,7 @@ def _deploy(
         sha, pin = _choose_commit(node, state, rollback_to)
         commit = node.mirror.commit(sha)
         attempt.sha, attempt.subject, attempt.author = commit.sha, commit.subject, commit.author
+    fault.point("after-fetch")
     with step("trust"):
         # Only a branch head that moved has a history to check: a rollback names its
         # commit on purpose, and a pinned commit stays while the head does not move.
@@ -172,6 +177,7 @@ def _deploy(
             publish.ensure_target(ws.target)
         with step("validate"):
             validate(ws.stage, ws.target, node.config.dhcpd, rendered.sources)
+        fault.point("after-validate")
         if pairing is not None:
             with step("peer"):
                 pairing.before_restart(commit.sha)  # the two servers never restart together
@@ -180,10 +186,11 @@ def _deploy(
         raise
     with step("publish"):
         # Not in the guard above: after a failed fsync the stage path may already hold
-        # the old tree. The next run's clean_leftovers() removes whatever is there.
-        publish.swap_in(ws)
+        # the old tree. The next run's recovery puts it back or removes the stage.
+        publish.swap_in(ws, digest)
     _restart_or_roll_back(node, step, pairing)
     with step("record"):
+        node.service.accept()
         publish.keep_previous(ws)
         node.releases.save(commit.sha, rendered.files)
         _record_live(node, state, commit, digest, pin, moved=True)
@@ -272,8 +279,10 @@ def _restart_or_roll_back(node: Node, step: Steps, pairing: Pairing | None) -> N
 
 def _roll_back(node: Node, cause: ServiceError, failing: str) -> NoReturn:
     publish.swap_back(node.workspace)
+    fault.point("during-rollback")  # the old tree live again, dhcpd not restarted on it
     try:
         restored = node.service.roll_back()
+        fault.point("during-rollback")  # dhcpd starting on the old tree
         node.service.verify()
     except ServiceError as again:
         raise RolledBack(

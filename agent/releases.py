@@ -21,6 +21,11 @@ class Releases:
         return self.dir / sha
 
     def save(self, sha: str, files: dict[str, bytes]) -> None:
+        """Written whole to a temp folder, then renamed into place.
+
+        Power-loss view: the rename's folder is not fsync'd: a release is only a
+        help to name drifted files, and one lost to a power cut is a lost hint.
+        """
         if self.keep == 0:
             return
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)

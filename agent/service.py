@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
+import select
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from agent import process
+from agent import fault, process
 from agent.config import Dhcpd
 from agent.errors import CommandError, ServiceError
 from agent.leases import LeaseSnapshot
@@ -33,6 +37,12 @@ class Service(Protocol):
 
     def roll_back(self) -> str:
         """Restart dhcpd on the old tree after a failed start; say what was restored."""
+
+    def accept(self) -> None:
+        """The deploy is kept: forget what a roll_back would have restored."""
+
+    def recover(self) -> None:
+        """After a crash cut a deploy short: dhcpd runs the live tree (recovered) again."""
 
     def stop(self) -> None: ...
 
@@ -65,6 +75,7 @@ class Supervisor:
             raise ServiceError(f"cannot start dhcpd: {err.strerror}{where}") from err
 
     def _spawn(self) -> None:
+        self._stop_stray()
         _ensure_lease_file(self.dhcpd.lease_file)
         self.output.clear()
         # cwd is the target: relative includes resolve there, as in validation.
@@ -98,7 +109,53 @@ class Supervisor:
     def restart(self) -> None:
         self.stop()
         self.leases.take()
+        fault.point("during-restart")  # the old dhcpd stopped, the new one not started
         self.start()
+        fault.point("during-restart")  # the new dhcpd starting, rewriting its lease file
+
+    def accept(self) -> None:
+        self.leases.forget()
+
+    def recover(self) -> None:
+        """Stop the crashed agent's dhcpd, put back the lease file its cut-short restart
+        may have let dhcpd rewrite, then start dhcpd on the live tree."""
+        self.stop()
+        self._stop_stray()
+        if self.leases.put_back():
+            log.warning("put back the lease file from before the interrupted restart")
+        if (self.target / self.dhcpd.config).is_file():
+            self.start()
+
+    def _stop_stray(self) -> None:
+        """Stop a dhcpd that an agent killed by SIGKILL left running.
+
+        Our dhcpd runs in a session of its own, so it outlives a killed agent.
+        Beside it a new one would not start ("There's already a DHCP server
+        running"), and it would go on serving a tree nobody verifies. It is
+        known by our pid file and by its command line: a dhcpd with our config,
+        lease and pid files. (One killed before it wrote the pid file is not
+        found: dhcpd writes it within milliseconds, an agent restarts in seconds.)
+
+        Then the pid file goes: it names no live dhcpd of ours, and dhcpd refuses
+        to start while it names any process at all, a zombie that no init reaps
+        yet or an unrelated process that got the pid after a reboot.
+        """
+        pid = _pid_in(self.pid_file)
+        if pid is None or (self.proc is not None and self.proc.pid == pid):
+            return
+        with _pidfd(pid) as fd:  # pins the process: a pid reused meanwhile is never signalled
+            if fd is not None and self._runs_as_ours(_cmdline(pid)):
+                log.warning("stopping dhcpd pid %d, left running by an agent that was killed",
+                            pid)  # fmt: skip
+                _stop_by_pidfd(fd)
+        self.pid_file.unlink(missing_ok=True)
+
+    def _runs_as_ours(self, cmdline: list[str]) -> bool:
+        d = self.dhcpd
+        ours = {("-cf", str(self.target / d.config)), ("-lf", str(d.lease_file)),
+                ("-pf", str(self.pid_file))}  # fmt: skip
+        named_dhcpd = bool(cmdline) and "dhcpd" in Path(cmdline[0]).name
+        return named_dhcpd and ours <= set(itertools.pairwise(cmdline))
 
     def roll_back(self) -> str:
         self.stop()
@@ -148,6 +205,13 @@ class CommandService:
         self.restart()
         return ""
 
+    def accept(self) -> None:
+        """Nothing kept for a rollback: the system's dhcpd keeps its own lease file."""
+
+    def recover(self) -> None:
+        """The system's dhcpd may run the tree the crash left half deployed: restart it."""
+        self.restart()
+
     def stop(self) -> None:
         """dhcpd belongs to the system, not to us."""
 
@@ -168,6 +232,12 @@ class NoRestart:
 
     def roll_back(self) -> str:
         return ""
+
+    def accept(self) -> None:
+        """Nothing kept."""
+
+    def recover(self) -> None:
+        """Nothing to restart."""
 
     def stop(self) -> None:
         """Nothing to stop."""
@@ -197,6 +267,48 @@ def _terminate(proc: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def _pid_in(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text(encoding="ascii").strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    """The process's argv; empty once it is gone (or a zombie)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
+
+
+@contextlib.contextmanager
+def _pidfd(pid: int) -> Iterator[int | None]:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        yield None
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _stop_by_pidfd(fd: int) -> None:
+    """SIGTERM, STOP_GRACE seconds, then SIGKILL: the process is not our child, so its
+    exit is watched through the pidfd (readable once it has exited)."""
+    for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, STOP_GRACE)):
+        try:
+            signal.pidfd_send_signal(fd, sig)
+        except ProcessLookupError:
+            return
+        if select.select([fd], [], [], wait)[0]:
+            return
+    log.error("dhcpd (pidfd %d) survived SIGKILL for %g s", fd, STOP_GRACE)
 
 
 def _output(err: CommandError) -> str:

@@ -2,6 +2,8 @@
 
     /etc/.dhcp.dhcp-gitops/stage      the tree being built and validated
     /etc/.dhcp.dhcp-gitops/previous   the tree that was live before the last deploy
+    /etc/.dhcp.dhcp-gitops/exchanged  the digest of the tree last made live, until
+                                      state.json records it (agent/publish.py)
 
 It sits next to the target because renameat2(RENAME_EXCHANGE) only swaps
 directories on one filesystem, and outside it because dhcpd (and AppArmor's
@@ -17,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import tree
+from agent import fault, tree
 from agent.errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,14 @@ class Workspace:
     def previous(self) -> Path:
         return self.root / "previous"
 
+    @property
+    def journal(self) -> Path:
+        return self.root / "exchanged"
+
     def prepare(self) -> None:
-        self.root.mkdir(mode=0o700, exist_ok=True)
+        if not self.root.is_dir():
+            self.root.mkdir(mode=0o700)
+            tree.fsync_dir(self.root.parent)  # durable before the journal is written in it
         tree.remove(self.stage)
 
     def clean_leftovers(self) -> bool:
@@ -56,8 +64,11 @@ class Workspace:
 def build(workspace: Workspace, files: dict[str, bytes], preserve: Iterable[str]) -> list[str]:
     """Write the rendered files into a fresh stage, then the preserved live files."""
     workspace.prepare()
-    tree.write(workspace.stage, files)
+    tree.write(workspace.stage, files, after_each=lambda: fault.point("during-render"))
     kept = copy_preserved(workspace.target, workspace.stage, preserve)
+    # Power-loss view: every file was fsync'd as it was written (owner and mode
+    # included); the folders' entries are made durable here, deepest first. Only
+    # then may publish.swap_in journal and exchange the stage.
     tree.fsync_dirs(workspace.stage)
     return kept
 
@@ -83,8 +94,7 @@ def copy_preserved(live: Path, stage: Path, globs: Iterable[str]) -> list[str]:
                 raise RenderError(f"{live}/{rel}", f"preserved, but the repo has a file {parent}")
             tree.make_dir(stage / parent)
         dest.unlink(missing_ok=True)
-        tree.write_file(dest, path.read_bytes(), stat.S_IMODE(st.st_mode))
-        if os.geteuid() == 0:
-            os.chown(dest, st.st_uid, st.st_gid)
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+        tree.write_file(dest, path.read_bytes(), stat.S_IMODE(st.st_mode), owner)
         kept.append(rel)
     return kept

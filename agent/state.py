@@ -88,16 +88,23 @@ class Store:
     def save(self, state: State) -> None:
         """Write a temp file, fsync it, rename it over state.json, fsync the folder.
 
-        A crash leaves either the old or the new state.json, never a torn one.
+        Power-loss view: the bytes are on disk before the rename, and the rename
+        is on disk before this returns, so a crash leaves either the old or the
+        new state.json, never a torn one; and the caller acts on the new record
+        (drops the exchange journal) only once it is durable. One writer at a
+        time (the caller holds the lock): a temp file a killed writer left is
+        simply replaced.
         """
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.state_file.with_name(f".state.json.{os.getpid()}")
+        tmp = self.state_file.with_name(".state.json.tmp")
         tmp.unlink(missing_ok=True)
         tree.write_file(tmp, state.model_dump_json(indent=2).encode() + b"\n", 0o600)
         tmp.replace(self.state_file)
         tree.fsync_dir(self.dir)
 
     def append_history(self, attempt: Attempt, node: str) -> None:
+        """One line, one write, fsync'd: after state.json, which is the truth; a crash
+        between the two loses this line, a power cut during it may tear it (read skips it)."""
         line = json.dumps({"node": node, **attempt.model_dump(mode="json")}) + "\n"
         fd = os.open(self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -113,7 +120,10 @@ class Store:
             return []
         records = []
         for line in lines[-limit:]:
-            raw = json.loads(line)
-            raw.pop("node", None)
-            records.append(Attempt.model_validate(raw))
+            try:
+                raw = json.loads(line)
+                raw.pop("node", None)
+                records.append(Attempt.model_validate(raw))
+            except (ValueError, AttributeError):  # a line torn by a power cut
+                continue
         return records

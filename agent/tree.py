@@ -41,9 +41,12 @@ def make_dir(path: Path) -> None:
     path.chmod(DIR_MODE)  # the umask must not narrow what dhcpd may read
 
 
-def write_file(path: Path, data: bytes, mode: int) -> None:
+def write_file(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """A new file, its bytes, mode and owner on disk (fsync'd) before it is closed."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)  # before fchmod: a chown may clear set-id bits
         os.fchmod(fd, mode)  # whatever the umask
         view = memoryview(data)
         while view:

@@ -168,11 +168,16 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 
 def _cmdline(pid: int) -> str:
+    return " ".join(_argv(pid)) or "(gone)"
+
+
+def _argv(pid: int) -> list[str]:
+    """The process's arguments; none once it is gone (ESRCH while it exits)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return "(gone)"
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
 
 
 def dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str) -> Path:
@@ -214,8 +219,9 @@ def dhcpd_pids_using(marker: str) -> list[int]:
 
 
 def _is_dhcpd_using(pid: int, marker: str) -> bool:
-    cmdline = _cmdline(pid)
-    return "dhcpd" in cmdline and marker in cmdline
+    """The program is dhcpd (not an agent whose tmp path has a test name with "dhcpd")."""
+    argv = _argv(pid)
+    return bool(argv) and Path(argv[0]).name == "dhcpd" and any(marker in a for a in argv)
 
 
 @dataclass(frozen=True)
@@ -253,15 +259,21 @@ def netlab_fixture() -> Iterator[NetLab]:
             )
 
 
-@pytest.fixture(name="lan")
-def lan_fixture(netlab: NetLab, tmp_path: Path, dhcpd_binary: str) -> Lan:
-    """A server namespace (eth0, 192.0.2.1/24) cabled to a client namespace (eth0)."""
+def make_lan(netlab: NetLab, folder: Path, dhcpd: str) -> Lan:
+    """A server namespace (eth0, 192.0.2.1/24) cabled to a client namespace (eth0);
+    the dhcpd wrapper is written into folder."""
     server = netlab.namespace("server")
     client = netlab.namespace("client")
     netlab.veth(server, "eth0", client, "eth0")
     server.add_address("eth0", SERVER_CIDR)
-    wrapper = dhcpd_wrapper(tmp_path / "dhcpd-in-netns", server, dhcpd_binary)
+    wrapper = dhcpd_wrapper(folder / "dhcpd-in-netns", server, dhcpd)
     return Lan(server, client, "eth0", "eth0", SERVER_ADDRESS, wrapper)
+
+
+@pytest.fixture(name="lan")
+def lan_fixture(netlab: NetLab, tmp_path: Path, dhcpd_binary: str) -> Lan:
+    """make_lan for one test; its namespaces are gone after it."""
+    return make_lan(netlab, tmp_path, dhcpd_binary)
 
 
 # --- the example pair's two servers on one cable ---------------------------------

@@ -15,6 +15,13 @@ from agent.stage import Workspace, build
 FILES = {"dhcpd.conf": b"authoritative;\n", "sub/hosts.conf": b"# hosts\n", "z.conf": b""}
 
 
+def swap_in(ws: Workspace) -> None:
+    """publish.swap_in as reconcile calls it, with the staged tree's digest."""
+    digest = tree.digest(ws.stage)
+    assert digest is not None
+    publish.swap_in(ws, digest)
+
+
 def test_written_tree_has_the_digest_its_content_predicts(tmp_path: Path) -> None:
     tree.write(tmp_path / "t", FILES)
     assert tree.digest(tmp_path / "t") == tree.content_digest(FILES)
@@ -80,7 +87,7 @@ def test_readers_never_see_a_partial_tree_during_swaps(tmp_path: Path) -> None:
     try:
         for i in range(40):
             build(ws, new if i % 2 == 0 else old, ())
-            publish.swap_in(ws)
+            swap_in(ws)
             publish.keep_previous(ws)
     finally:
         stop.set()
@@ -95,7 +102,7 @@ def test_swap_back_restores_the_old_tree_and_drops_the_new(tmp_path: Path) -> No
     ws = Workspace(tmp_path / "dhcp")
     tree.write(ws.target, {"a": b"old"})
     build(ws, {"a": b"new"}, ())
-    publish.swap_in(ws)
+    swap_in(ws)
     assert (ws.target / "a").read_bytes() == b"new"
     publish.swap_back(ws)
     assert (ws.target / "a").read_bytes() == b"old"
@@ -107,8 +114,9 @@ def test_keep_previous_keeps_exactly_one_rollback_tree(tmp_path: Path) -> None:
     tree.write(ws.target, {"a": b"1"})
     for content in (b"2", b"3"):
         build(ws, {"a": content}, ())
-        publish.swap_in(ws)
+        swap_in(ws)
         publish.keep_previous(ws)
+        publish.settle(ws)  # as reconcile does once state.json records the deploy
     assert (ws.previous / "a").read_bytes() == b"2"
     assert sorted(p.name for p in ws.root.iterdir()) == ["previous"]
 
@@ -134,3 +142,15 @@ def test_exchange_across_filesystems_is_refused(tmp_path: Path) -> None:
         assert raised.value.errno == errno.EXDEV
     finally:
         tree.remove(other)
+
+
+def test_swap_in_journals_the_tree_it_made_live_until_settled(tmp_path: Path) -> None:
+    """The journal is how recovery tells an unrecorded exchange from a stage never swapped."""
+    ws = Workspace(tmp_path / "dhcp")
+    tree.write(ws.target, {"a": b"old"})
+    build(ws, {"a": b"new"}, ())
+    assert publish.journal(ws) is None
+    swap_in(ws)
+    assert publish.journal(ws) == tree.digest(ws.target)
+    publish.settle(ws)
+    assert publish.journal(ws) is None and not ws.journal.exists()
