@@ -206,6 +206,39 @@ def test_read_tolerates_a_missing_or_partial_file(tmp_path: Path) -> None:
     assert failover.read(lease_file) == failover.from_lease_file(lease_file.read_text("latin-1"))
 
 
+def test_read_follows_appends_and_rewrites(tmp_path: Path) -> None:
+    """What was read is kept per file: appends, a half-written record, a rewrite."""
+    lease_file = tmp_path / "dhcpd.leases"
+    lease_file.write_text(HEAD + record("normal", "normal") + LEASE)
+    assert failover.read(lease_file) == [state("normal", "normal")]
+    appended = record("communications-interrupted", "normal")
+    half = len(appended) // 2
+    for part in (LEASE + appended[:half], appended[half:]):
+        with lease_file.open("a") as out:
+            out.write(part)
+        text = lease_file.read_text()
+        assert failover.read(lease_file) == failover.from_lease_file(text), part
+    assert failover.read(lease_file) == [state("communications-interrupted", "normal")]
+    rewrite = tmp_path / "dhcpd.leases.new"  # dhcpd writes a new file and renames it over
+    rewrite.write_text(HEAD + record("partner-down", "communications-interrupted"))
+    rewrite.rename(lease_file)
+    assert failover.read(lease_file) == [state("partner-down", "communications-interrupted")]
+    lease_file.write_text(HEAD)  # the same file, shorter: read again from the start
+    assert failover.read(lease_file) == []
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+def test_a_file_read_as_it_grows_reads_as_the_whole(tmp_path: Path, chunk: int) -> None:
+    lease_file = tmp_path / "dhcpd.leases"
+    lease_file.write_text("")
+    text = FIRST_START + record("communications-interrupted", "normal") + LEASE
+    for start in range(0, len(text), chunk):
+        with lease_file.open("a") as out:
+            out.write(text[start : start + chunk])
+        expected = failover.from_lease_file(text[: start + chunk])
+        assert failover.read(lease_file) == expected, f"after {start + chunk} characters"
+
+
 @pytest.mark.parametrize(
     ("states", "expected"),
     [
