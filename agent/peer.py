@@ -142,7 +142,11 @@ def _skew(doc: dict[str, Any], sent: float, received: float) -> float | None:
     return round(float(theirs) - (sent + received) / 2, 3)
 
 
-GATE_POLL = 0.5  # seconds between looks at the peer while a deploy waits for it
+# Seconds between looks while a deploy waits: at the peer's /status (one cheap request;
+# the secondary's restart follows the primary's record by at most this), and at
+# failover over OMAPI (an omshell run, and the live config parsed for its peers).
+GATE_POLL = 0.1
+FAILOVER_POLL = 0.5
 
 
 class PairGate:
@@ -179,7 +183,7 @@ class PairGate:
                 )
             if time.monotonic() >= deadline:
                 raise PeerError(f"waited {cfg.wait:g} s for the peer: {waiting_for(view, sha)}")
-            self._pause()
+            self._pause(GATE_POLL)
 
     def after_restart(self) -> None:
         """Failover back to normal within failover_timeout, when the peer is there to talk to."""
@@ -192,10 +196,10 @@ class PairGate:
                     f"failover did not return to normal within {self.failover_timeout:g} s "
                     "of the restart, though the peer is up"
                 )
-            self._pause()
+            self._pause(FAILOVER_POLL)
 
-    def _pause(self) -> None:
-        if self.stopping.wait(GATE_POLL):
+    def _pause(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
             raise PeerError("the agent is stopping: the deploy was abandoned before its restart")
 
 
