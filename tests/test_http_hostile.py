@@ -262,7 +262,6 @@ def test_a_chunked_body_is_refused_as_soon_as_it_passes_max_body(agent: AgentPro
     chunk = b"x" * 8192
     with raw_connection(agent) as sock:
         sock.sendall(request_head("/webhook/generic", "Transfer-Encoding: chunked"))
-        answer = ""
         for _ in range(2 * MAX_BODY // len(chunk)):  # twice the limit, and no last chunk
             sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         answer = status_line(sock)
@@ -308,7 +307,7 @@ def test_a_body_sent_a_byte_a_second_gets_408_and_the_connection_closed(
         said = dribble_until_answered(sock, most=int(BODY_TIMEOUT) * 4)
     assert said.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), said[:200]
     assert b"connection: close" in said.lower()
-    assert b"body_timeout" not in said and b"not received within" in said
+    assert b"not received within" in said
 
 
 def test_slow_bodies_hold_up_nobody_else(agent: AgentProcess) -> None:
