@@ -60,7 +60,7 @@ BODY_TIMEOUT = 3.0  # seconds; short, so that the slow-body tests end soon
 MIN_CASES = 1000
 # hypothesis examples per operation; those with few inputs end sooner on their own.
 BUDGET = {
-    "POST /webhook/{provider}": 700,
+    "POST /webhook/{provider}": 800,
     "POST /sync": 150,
     "GET /history": 150,
     "GET /status": 25,
