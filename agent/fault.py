@@ -32,7 +32,7 @@ POINTS = (
     "after-validate",  # a complete, validated stage beside the live tree
     "before-exchange",  # the journal of the exchange not yet written
     "after-exchange",  # the new tree live, dhcpd not yet restarted onto it
-    "during-restart",  # the old dhcpd stopped (1), the new one starting (2)
+    "during-restart",  # the old supervised dhcpd stopped (1), the new one starting (2)
     "during-rollback",  # the old tree back, dhcpd not restarted (1) or starting (2) on it
     "before-record",  # deployed and verified; state.json still says the old commit
     "after-record",  # state.json says the new commit; the journal not yet removed

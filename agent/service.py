@@ -306,7 +306,9 @@ def _stop_by_pidfd(fd: int) -> None:
             signal.pidfd_send_signal(fd, sig)
         except ProcessLookupError:
             return
-        if select.select([fd], [], [], wait)[0]:
+        poll = select.poll()  # not select(): a descriptor may be numbered past FD_SETSIZE
+        poll.register(fd, select.POLLIN)
+        if poll.poll(wait * 1000):
             return
     log.error("dhcpd (pidfd %d) survived SIGKILL for %g s", fd, STOP_GRACE)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent import fault, tree
+from agent.state import Attempt, Store, now
 from tests.agentproc import EXE, StartAgent
 from tests.conftest import ConfigRepo, NodeFactory
 from tests.crashlab import POINTS, CrashLab, Point, table
@@ -140,6 +141,15 @@ def test_a_first_deploy_killed_after_the_exchange_puts_back_the_tree_from_before
     deployed = node.store.load().deployed
     assert deployed is not None and deployed.digest == tree.digest(target)
     assert not node.workspace.stage.exists() and not node.workspace.journal.exists()
+
+
+def test_a_history_line_torn_by_a_power_cut_is_skipped(tmp_path: Path) -> None:
+    """history.jsonl is appended after state.json; a cut mid-append may leave half a line."""
+    store = Store(tmp_path)
+    store.append_history(Attempt(started_at=now(), result="deployed"), "dhcp1")
+    with store.history_file.open("ab") as f:
+        f.write(b'{"node": "dhcp1", "started_at": "2026-')
+    assert [a.result for a in store.history()] == ["deployed"]
 
 
 def run_sync(config: str, spec: str | None) -> subprocess.CompletedProcess[str]:
