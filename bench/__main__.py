@@ -48,20 +48,21 @@ class Mode:
     watched_leases: int
     watched_requests: int
     settle: float  # seconds to let an agent settle before (idle) or after (storm) measuring
+    warmup: int  # rounds run and dropped before push and scale measure
 
 
 MODES = {
     "full": Mode(30, 200, (True, False), (1000, 10000, 50000), 5, 10, 10, (500, 5.0, 5),
-                 60, 10, True, 50000, 30, 3.0),
+                 60, 10, True, 50000, 30, 3.0, 1),
     "quick": Mode(5, 200, (True, False), (1000, 10000, 50000), 2, 3, 3, (500, 5.0, 5),
-                  20, 10, True, 20000, 10, 3.0),
-    "smoke": Mode(1, 20, (False,), (100,), 1, 1, 1, (40, 0.5, 2), 3, 1, False, 200, 2, 0.5),
+                  20, 10, True, 20000, 10, 3.0, 1),
+    "smoke": Mode(1, 20, (False,), (100,), 1, 1, 1, (40, 0.5, 2), 3, 1, False, 200, 2, 0.5, 0),
 }  # fmt: skip
 
 Runner = Callable[[Mode, push.Say], dict[str, Any]]
 SCENARIOS: dict[str, Runner] = {
-    "push": lambda m, say: push.run(m.push_rounds, m.push_hosts, m.ansible, say),
-    "scale": lambda m, say: scale.run(m.scale_sizes, m.scale_rounds, say),
+    "push": lambda m, say: push.run(m.push_rounds, m.push_hosts, m.ansible, say, m.warmup),
+    "scale": lambda m, say: scale.run(m.scale_sizes, m.scale_rounds, say, m.warmup),
     "pair": lambda m, say: pair.run(m.pair_rounds, m.pair_floor_rounds, say),
     "storm": lambda m, say: storm.run(*m.storm, hosts=m.push_hosts, settle=m.settle, say=say),
     "idle": lambda m, say: idle.run(m.idle_seconds, m.idle_poll, m.push_hosts, m.idle_ansible,

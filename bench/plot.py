@@ -49,6 +49,8 @@ def _boxes(ax: Axes, data: dict[str, list[float]], title: str, unit: str = "ms")
     flat = [v for vs in values for v in vs if v > 0]
     if flat and max(flat) / min(flat) > 20:
         ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)  # a linear axis from zero: no difference drawn larger than it is
     ax.set_ylabel(unit)
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)

@@ -35,20 +35,34 @@ def figures(samples: list[Sample]) -> dict[str, Any]:
 
 
 def interleave(
-    pipelines: Sequence[Pipeline], repo: BenchRepo, rounds: int, say: Say, label: str
+    pipelines: Sequence[Pipeline],
+    repo: BenchRepo,
+    rounds: int,
+    say: Say,
+    label: str,
+    warmup: int = 0,
 ) -> dict[str, list[Sample]]:
-    """rounds changes, each deployed by every pipeline in rotating order."""
+    """rounds changes, each deployed by every pipeline in rotating order.
+
+    The first `warmup` rounds are run and dropped: first requests, cold caches.
+    """
     samples: dict[str, list[Sample]] = {p.name: [] for p in pipelines}
-    for turn in range(rounds):
+    for turn in range(warmup + rounds):
         sha, marker = repo.change()
-        for pipe in rotated(pipelines, turn):
-            samples[pipe.name].append(pipe.deploy(sha, marker))
-        line = ", ".join(f"{n} {s[-1].total_ms:.0f}" for n, s in samples.items())
-        say(f"{label} round {turn + 1}/{rounds} (ms): {line}")
+        done = {pipe.name: pipe.deploy(sha, marker) for pipe in rotated(pipelines, turn)}
+        line = ", ".join(f"{name} {s.total_ms:.0f}" for name, s in done.items())
+        if turn < warmup:
+            say(f"{label} warm-up round (ms, dropped): {line}")
+            continue
+        for name, sample in done.items():
+            samples[name].append(sample)
+        say(f"{label} round {turn - warmup + 1}/{rounds} (ms): {line}")
     return samples
 
 
-def run(rounds: int, hosts: int, ansible: Sequence[bool], say: Say) -> dict[str, Any]:
+def run(
+    rounds: int, hosts: int, ansible: Sequence[bool], say: Say, warmup: int = 1
+) -> dict[str, Any]:
     """ansible: one ansible-pull pipeline per value of gather_facts (none: no ansible)."""
     with open_lab() as lab:
         repo = BenchRepo.create(lab.path("repo"), hosts)
@@ -57,7 +71,7 @@ def run(rounds: int, hosts: int, ansible: Sequence[bool], say: Say) -> dict[str,
             name = "ansible" if gather else "ansible-nofacts"
             pipelines.append(Ansible(lab, repo, gather, name))
         say(f"push: {len(pipelines)} pipelines ready, {hosts} hosts, {rounds} rounds")
-        samples = interleave(pipelines, repo, rounds, say, "push")
+        samples = interleave(pipelines, repo, rounds, say, "push", warmup)
     totals = {name: [s.total_ms for s in runs] for name, runs in samples.items()}
     ratios = {
         "agent/floor": comparison(totals["agent"], totals["floor"]),
@@ -67,7 +81,12 @@ def run(rounds: int, hosts: int, ansible: Sequence[bool], say: Say) -> dict[str,
         if name.startswith("ansible"):
             ratios[f"{name}/agent"] = comparison(totals[name], totals["agent"])
     return {
-        "config": {"hosts": hosts, "rounds": rounds, "order": "rotating, one change per round"},
+        "config": {
+            "hosts": hosts,
+            "rounds": rounds,
+            "warmup_rounds": warmup,
+            "order": "rotating, one change per round",
+        },
         "pipelines": {name: figures(runs) for name, runs in samples.items()},
         "ratios": ratios,
     }

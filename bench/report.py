@@ -317,11 +317,14 @@ each pipeline deploys that commit on its own server (a network namespace with a
 real dhcpd), the order rotating from round to round. The clock starts at each
 pipeline's trigger and stops when dhcpd serves the new config: its pid file names
 a new, running dhcpd, whose config holds the new host (dhcpd writes the pid file
-after opening its sockets). Ratios are medians of round-by-round ratios.
+after opening its sockets). Ratios are medians of round-by-round ratios. The
+first {warmup_rounds} round(s) warmed up and were dropped.
 
 - **floor**: what any correct deploy must do, by hand, each step timed alone: `git
   fetch`, write the files (fsync'd), `dhcpd -t`, exchange the folders
   (renameat2), restart (SIGTERM, wait, start: `bench/scripts/restart-dhcpd.sh`).
+  Its dhcpd, for `-t` as for serving, runs through the same wrapper as the agent's
+  (`ip netns exec` into the server's namespace, about 2.5 ms).
 - **agent**: a signed GitHub push webhook to `dhcp-gitops agent`, dhcpd supervised.
 - **rsync**: `git pull` into a checkout watched by inotifywait, then `rsync -a --delete
   --exclude dhcpd.failover` into the live folder and the same restart script;

@@ -22,17 +22,19 @@ from bench.stats import comparison
 TARGET = 1.5  # agent push-to-live / (dhcpd -t + restart)
 
 
-def run(sizes: Sequence[int], rounds: int, say: Say, profile: bool = True) -> dict[str, Any]:
-    sized = {str(n): one_size(n, rounds, say, profile) for n in sizes}
-    return {"config": {"rounds": rounds}, "sizes": sized}
+def run(
+    sizes: Sequence[int], rounds: int, say: Say, warmup: int = 1, profile: bool = True
+) -> dict[str, Any]:
+    sized = {str(n): one_size(n, rounds, say, warmup, profile) for n in sizes}
+    return {"config": {"rounds": rounds, "warmup_rounds": warmup}, "sizes": sized}
 
 
-def one_size(hosts: int, rounds: int, say: Say, profile: bool) -> dict[str, Any]:
+def one_size(hosts: int, rounds: int, say: Say, warmup: int, profile: bool) -> dict[str, Any]:
     with open_lab() as lab:
         repo = BenchRepo.create(lab.path("repo"), hosts)
         floor, agent = Floor(lab, repo), AgentPipe(lab, repo)
         say(f"scale: {hosts} hosts ready")
-        samples = interleave([floor, agent], repo, rounds, say, f"scale {hosts}")
+        samples = interleave([floor, agent], repo, rounds, say, f"scale {hosts}", warmup)
         memory = agent.agent.memory()
         dhcpd_memory = _dhcpd_memory(agent)
         result = _figures(samples, memory, dhcpd_memory)
