@@ -126,6 +126,7 @@ def write_markdown(path: Path, doc: Doc, plot: str | None, intro: str) -> None:
     parts += [render(scenarios[name]) for name, render in sections if name in scenarios]
     if plot:
         parts.append(f"## Distributions\n\n![latency distributions]({plot})")
+    parts += [FINDINGS, REMAINS]
     path.write_text("\n\n".join(parts) + "\n")
 
 
@@ -358,3 +359,54 @@ WATCHED_TEXT = """\
 Both endpoints report dhcpd's failover state from its lease file. Two agents, one
 with a small lease file and one with a large one; before each request a lease is
 appended to both, as a busy dhcpd does."""
+
+FINDINGS = """\
+## What these measurements changed in the agent
+
+Each figure below was measured with this harness before and after the change.
+
+- **50,000 hosts: 2.1x -> 1.2x (dhcpd -t + restart).** The profile of one
+  reconcile showed 1.4 of its 1.8 s in `validate.outside_includes`: the check
+  that no include leaves the live folder tokenized all 4.2 MB in Python before
+  `dhcpd -t` ran. A file without the word "include" is no longer tokenized
+  (`agent/validate.py`). The same look found a hole: dhcpd reads keywords in
+  any case, so `INCLUDE "/etc/shadow";` passed the check; it is caught now.
+- **Webhook storm: 101 reconciles -> 3.** Triggers collapsed only while a
+  reconcile ran; once the newest commit was live, each further delivery of it
+  ran a reconcile of its own that found it current (99 of them). A push naming
+  the commit being deployed or the one last tried now only asks the remote
+  (`ls-remote`), as the poll timer does, and reconciles only if the branch moved
+  on (`agent/loop.py`, `webhook/app.py`).
+- **/status and /metrics beside a 14 MB lease file: 55x and 67x -> 1x.** Both
+  read the whole lease file on every request for the failover state (110 ms).
+  `failover.read` now keeps what it read per file and reads only what dhcpd
+  appended since; a rewrite (new inode) or a shorter file is read again
+  (`agent/failover.py`).
+- **Failover pair: 1.5x -> 1.1x the same rolling restart by hand.** The
+  secondary, waiting for the primary to record the commit, looked at its
+  /status every 0.5 s; now every 0.1 s (`agent/peer.py`)."""
+
+REMAINS = """\
+## What remains, and why
+
+- **Push to live, a few ms over the floor**: validation runs `dhcpd -t` in a
+  private mount namespace (unshare and a bind mount, about 3.5 ms) so that
+  includes read the staged files at their live paths; the floor's `dhcpd -t`
+  reads the stage in place, which is only right for a config without includes.
+  The fetch through GitPython costs a few ms more than the floor's `git fetch`.
+  The supervisor's stop waits for dhcpd with `Popen.wait(timeout)`, which polls
+  with growing sleeps (up to 8 ms late); a pidfd would wake at once
+  (`agent/service.py`, being reworked as this was measured).
+- **Recorded vs live**: /status says "deployed" `health_timeout` after dhcpd
+  serves (1 s here, 3 s by default): the agent's own check that dhcpd stays up.
+- **Small configs against `dhcpd -t` alone**: at 1,000 hosts `dhcpd -t` takes a
+  few ms, so the agent's fixed cost (webhook, fetch, the namespace, the restart)
+  is most of its time; the ratio to `dhcpd -t` + restart falls as configs grow.
+- **Peak RSS grows with the config**: one reconcile of the 4.2 MB config of
+  50,000 hosts allocates 13 MB at its peak (the file read from git, the
+  rendered tree, the text scanned for includes; tracemalloc), on top of the
+  56 MB the service (FastAPI, pydantic, GitPython) holds at rest. The idle
+  target is met with little margin.
+- **Pairs at scale, not measured here**: while the primary waits for failover
+  normal, each check parses the whole live config for its failover peers
+  (`loop._failover_normal`): seconds per check at 50,000 hosts."""
