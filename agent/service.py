@@ -141,8 +141,8 @@ class Supervisor:
         yet or an unrelated process that got the pid after a reboot.
         """
         pid = _pid_in(self.pid_file)
-        if pid is None or (self.proc is not None and self.proc.pid == pid):
-            return
+        if pid is None or (self.alive() and self.proc is not None and self.proc.pid == pid):
+            return  # no pid file, or it names our own running child
         with _pidfd(pid) as fd:  # pins the process: a pid reused meanwhile is never signalled
             if fd is not None and self._runs_as_ours(_cmdline(pid)):
                 log.warning("stopping dhcpd pid %d, left running by an agent that was killed",
