@@ -90,7 +90,8 @@ def settle(ws: Workspace) -> None:
     """state.json now names what is live (or the exchange was undone): drop the journal.
 
     Power-loss view: called after state.json is durable; a journal that outlives
-    a cut names a tree state.json already records, which recovery leaves alone.
+    a cut names a tree state.json already records, or one a rollback already
+    exchanged back: either way recovery leaves the live tree as it is.
     """
     if ws.journal.exists():
         ws.journal.unlink()
