@@ -196,6 +196,7 @@ def _scale_md(scale: Doc) -> str:
                 ms(fig["pipelines"]["agent"]["total_ms"]["p50"]),
                 times(r["agent/(dhcpd -t)"]),
                 times(r["agent/(dhcpd -t + restart)"]),
+                times(r["agent/floor"]),
                 f"{fig['agent_memory_kb'].get('VmHWM', 0) / 1024:.0f} MB",
                 f"{fig['dhcpd_memory_kb'].get('VmRSS', 0) / 1024:.0f} MB",
             ]
@@ -214,6 +215,7 @@ def _scale_md(scale: Doc) -> str:
         "agent",
         "agent / dhcpd -t",
         "agent / (dhcpd -t + restart)",
+        "agent / floor",
         "agent peak RSS",
         "dhcpd RSS",
     ]
@@ -318,8 +320,8 @@ each pipeline deploys that commit on its own server (a network namespace with a
 real dhcpd), the order rotating from round to round. The clock starts at each
 pipeline's trigger and stops when dhcpd serves the new config: its pid file names
 a new, running dhcpd, whose config holds the new host (dhcpd writes the pid file
-after opening its sockets). Ratios are medians of round-by-round ratios. The
-first {warmup_rounds} round(s) warmed up and were dropped.
+after opening its sockets). Ratios are medians of round-by-round ratios; the
+rounds follow {warmup_rounds} warm-up round(s), dropped.
 
 - **floor**: what any correct deploy must do, by hand, each step timed alone: `git
   fetch`, write the files (fsync'd), `dhcpd -t`, exchange the folders
@@ -337,8 +339,9 @@ first {warmup_rounds} round(s) warmed up and were dropped.
 SCALE_TEXT = """\
 One dhcpd.conf with that many `host` declarations (fixed addresses in a relayed
 10.16.0.0/16). The yardsticks are the floor's own steps on the same config in
-the same rounds: `dhcpd -t` alone, and `dhcpd -t` plus the restart. Peak RSS is
-the agent's VmHWM after the rounds (one agent per size)."""
+the same rounds: `dhcpd -t` alone, and `dhcpd -t` plus the restart; the floor
+adds the fetch of the change and the write of the files. Peak RSS is the
+agent's VmHWM after the rounds (one agent per size)."""
 
 PAIR_TEXT = """\
 The pair's harness (tests/pairlab.py): primary and secondary in namespaces of their
