@@ -128,11 +128,12 @@ def _run(name: str, mode: Mode) -> dict[str, Any]:
 
 def _write(out: Path, meta: dict[str, Any], scenarios: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    doc = {"meta": meta, "targets": report.targets(scenarios), "scenarios": scenarios}
+    found = report.targets(scenarios)
+    doc = {"meta": meta, "targets": found, "scenarios": scenarios}
     report.write_json(out / "benchmarks.json", doc)
     plotted = write_plot(out / "benchmarks.svg", scenarios)
     report.write_markdown(out / "benchmarks.md", doc, "benchmarks.svg" if plotted else None, INTRO)
-    for target in doc["targets"]:
+    for target in found:
         _say(f"{'met' if target['met'] else 'MISSED'}: {target['target']}: {target['shown']}")
     _say(f"wrote {out}/benchmarks.md, .json, .svg")
 

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,12 +79,18 @@ class Lab:
         self.boxes.append(box)
         return box
 
-    def start(self, argv: Sequence[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        argv: Sequence[str],
+        log: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
         """A process of ours in a session of its own (its children end with it), logged."""
         with log.open("ab") as out:
             proc = subprocess.Popen(
                 list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, **kwargs,  # type: ignore[call-overload]
+                start_new_session=True, env=env, cwd=cwd,
             )  # fmt: skip
         self.procs.append(proc)
         return proc

@@ -24,7 +24,7 @@ from typing import Any
 
 from agent import failover
 from agent.template import template_dir
-from bench.agentproc import HEALTH_TIMEOUT, Agent, start_agent
+from bench.agentproc import HEALTH_TIMEOUT, Agent, Tables, start_agent
 from bench.lab import DHCPD, BenchError, DhcpdBox, Lab, open_lab, read_pid, wait_live
 from bench.pipelines import LIVE_TIMEOUT
 from bench.push import Say
@@ -67,7 +67,7 @@ def _start_agents(lab: Lab, pair_lab: PairLab, repo: ConfigRepo) -> list[Agent]:
     for server, other in zip(pair_lab.servers, reversed(pair_lab.servers), strict=True):
         home = lab.path(server.name)
         (home / "etc").mkdir()
-        tables = {
+        tables: Tables = {
             "node": {"name": server.name, "role": server.role},
             "source": {"url": repo.url, "branch": "main", "poll_interval": 0},
             "deploy": {"target": str(home / "etc" / "dhcp"), "state_dir": str(home / "state")},

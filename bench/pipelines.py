@@ -56,7 +56,7 @@ def run(argv: list[str], cwd: Path | None = None, **kwargs: Any) -> str:
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, **kwargs)
     if done.returncode != 0:
         raise BenchError(f"{' '.join(argv[:4])}... exited {done.returncode}: {done.stderr[-2000:]}")
-    return done.stdout
+    return str(done.stdout)
 
 
 # --- the floor ---------------------------------------------------------------

@@ -63,7 +63,7 @@ def _push(ax: Axes, push: Doc) -> None:
 
 def _scale(ax: Axes, scale: Doc) -> None:
     sizes = sorted(scale["sizes"], key=int)
-    series = {
+    series: dict[str, Callable[[Doc], list[float]]] = {
         "dhcpd -t": lambda f: f["yardsticks_ms"]["dhcpd -t"],
         "dhcpd -t + restart": lambda f: f["yardsticks_ms"]["dhcpd -t + restart"],
         "floor": lambda f: f["pipelines"]["floor"]["total_ms"]["samples"],

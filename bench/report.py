@@ -65,7 +65,7 @@ def targets(scenarios: Doc) -> list[Doc]:
 
 
 def _target(name: str, ratio: Doc, limit: float, sense: str) -> Doc:
-    value = ratio.get("paired", ratio["p50"])
+    value = float(ratio["paired"] if "paired" in ratio else ratio["p50"])
     return _value(name, value, limit, sense, f"{value:.2f}x")
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.agentproc import Agent, start_agent
+from bench.agentproc import Agent, Tables, start_agent
 from bench.lab import Lab, open_lab
 from bench.push import Say
 from bench.repo import BenchRepo
@@ -86,7 +86,7 @@ def _agent(lab: Lab, repo: BenchRepo, name: str, leases: int) -> tuple[Agent, Pa
     home = lab.path(name)
     (home / "etc").mkdir()
     leases_path = lease_file(home / "leases", leases)
-    tables = {
+    tables: Tables = {
         "node": {"name": name, "role": "standalone"},
         "source": {"url": repo.url, "branch": "main", "poll_interval": 0},
         "deploy": {"target": str(home / "etc" / "dhcp"), "state_dir": str(home / "state")},
