@@ -2,22 +2,20 @@
 # Idempotent set-up for a Debian 12 machine: the apt packages dhcp-gitops needs
 # and a virtualenv (.venv) with the project installed in editable mode.
 #   scripts/setup.sh          what the agent and the demo need
-#   scripts/setup.sh --test   also what the test suite needs (sshd, the test extra)
-#   scripts/setup.sh --bench  also what the benchmarks compare against (rsync, inotify, ansible)
+#   scripts/setup.sh --test   also what the tests and the benchmarks need: sshd, the DHCP
+#                             clients, the pipelines the benchmarks compare against (rsync,
+#                             inotify, ansible-pull) and the test and bench extras
+#   scripts/setup.sh --bench  the same (the test suite runs a smoke run of the benchmarks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # gnupg: git runs gpg to check signed commits (source.verify = "gpg").
 packages=(git isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates gnupg)
 extra="."
-if [ "${1:-}" = "--test" ]; then
-  # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests.
-  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin)
-  extra=".[test]"
-elif [ "${1:-}" = "--bench" ]; then
-  # The pipelines the benchmarks compare with (rsync + inotify, ansible-pull),
-  # and the pair's clients for the pair scenario.
-  packages+=(rsync inotify-tools isc-dhcp-client kea-admin)
+if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
+  # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests;
+  # rsync and inotify-tools make the hand-made pipeline the benchmarks compare with.
+  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin rsync inotify-tools)
   extra=".[test,bench]"
 fi
 
