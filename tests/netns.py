@@ -28,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +210,16 @@ def logging_dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str, log: Path) -> P
     )
     path.chmod(0o755)
     return path
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll condition (bounded) until it holds; False if it never did in time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def dhcpd_pids_using(marker: str) -> list[int]:

@@ -22,7 +22,7 @@ from agent.state import Attempt, Store, now
 from tests.agentproc import EXE, StartAgent
 from tests.conftest import ConfigRepo, NodeFactory
 from tests.crashlab import POINTS, CrashLab, Point, table
-from tests.netns import Lan, NetLab, dhcpd_pids_using, make_lan, require_netns
+from tests.netns import Lan, NetLab, dhcpd_pids_using, make_lan, require_netns, wait_until
 
 TRIALS = int(os.environ.get("CRASH_TRIALS", "2"))
 SEED = int(os.environ.get("CRASH_SEED", str(random.randrange(1 << 32))))  # noqa: S311
@@ -111,8 +111,10 @@ def test_a_killed_agents_dhcpd_is_stopped_before_the_next_agent_starts_its_own(
     second = start_agent(dhcpd=dhcpd)
     doc = second.wait_for(lambda d: d["dhcpd"].get("running") and d["dhcpd"]["pid"] != orphan)
 
-    assert dhcpd_pids_using(str(tmp_path)) == [doc["dhcpd"]["pid"]]
-    assert lan.server.holds(doc["dhcpd"]["pid"])
+    pid = doc["dhcpd"]["pid"]
+    # "running" comes with the spawn; the wrapper's `ip netns exec` enters the
+    # namespace and execs dhcpd a moment later, under the same pid.
+    assert wait_until(lambda: lan.server.holds(pid) and dhcpd_pids_using(str(tmp_path)) == [pid])
     assert f"stopping dhcpd pid {orphan}, left running by an agent that was killed" in (
         second.output()
     )

@@ -12,7 +12,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from agent.reconcile import Node, reconcile
 from agent.service import Supervisor
 from tests.agentproc import StartAgent
 from tests.conftest import ConfigRepo, NodeFactory, git
-from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns
+from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns, wait_until
 
 HEALTH_TIMEOUT = 1.0  # long enough for dhcpd to reach its interfaces and die if it will
 
@@ -80,15 +80,6 @@ def wait_for_line(sup: Supervisor, prefix: str) -> None:
     """dhcpd's output arrives through a reader thread: give it a moment."""
     seen = wait_until(lambda: any(line.startswith(prefix) for line in sup.output))
     assert seen, f"no {prefix!r} in dhcpd's output:\n" + "\n".join(sup.output)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
@@ -274,13 +265,16 @@ def test_the_agent_process_supervises_dhcpd_and_stops_it_on_sigterm(
     )  # fmt: skip
     doc = agent.wait_for(lambda d: d["deployed"] is not None and d["dhcpd"].get("running"))
     first = doc["dhcpd"]["pid"]
-    assert lan.server.holds(first)
+    assert wait_until(lambda: lan.server.holds(first), timeout=5)
     assert agent.client.get("/healthz").json()["ok"] is True
 
     os.kill(first, signal.SIGKILL)  # dhcpd dies between deploys: the agent brings it back
     doc = agent.wait_for(lambda d: d["dhcpd"].get("running") and d["dhcpd"]["pid"] != first)
     second = doc["dhcpd"]["pid"]
-    assert doc["dhcpd"]["unexpected_restarts"] == 1 and lan.server.holds(second)
+    assert doc["dhcpd"]["unexpected_restarts"] == 1
+    # "running" comes with the spawn; the wrapper's `ip netns exec` enters the
+    # namespace a moment later, under the same pid.
+    assert wait_until(lambda: lan.server.holds(second), timeout=5)
 
     assert agent.stop() == 0
     assert wait_until(lambda: not Path(f"/proc/{second}").exists(), timeout=5)
