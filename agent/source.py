@@ -90,8 +90,9 @@ class Mirror:
         try:
             return self._fetch_head()
         except FetchError as err:
-            if "does not exist on" in err.message or not self._remote_answers():
-                raise
+            remote_side = "does not exist on" in err.message or "(timeout)" in err.message
+            if remote_side or not self._remote_answers():
+                raise  # the remote's fault: a fresh clone would fail the same way
             log.warning("fetch failed though the remote answers (%s): cloning again", err.message)
             self.discard()
             return self._fetch_head()
