@@ -89,10 +89,11 @@ class Mirror:
         """
         try:
             return self._fetch_head()
+        except RemoteFault:
+            raise  # a fresh clone would get the same answer
         except FetchError as err:
-            remote_side = "does not exist on" in err.message or "(timeout)" in err.message
-            if remote_side or not self._remote_answers():
-                raise  # the remote's fault: a fresh clone would fail the same way
+            if not self._remote_answers():
+                raise
             log.warning("fetch failed though the remote answers (%s): cloning again", err.message)
             self.discard()
             return self._fetch_head()
@@ -105,8 +106,7 @@ class Mirror:
         try:
             self.repo.git.rev_list("--objects", "--no-walk", "--quiet", head)
         except git.GitCommandError as err:
-            detail = str(err.stderr or "").strip().removeprefix("stderr: ").strip("'\n ")
-            raise FetchError(f"the mirror cannot read commit {head[:12]}: {detail}") from err
+            raise FetchError(f"the mirror cannot read commit {head[:12]}: {_stderr(err)}") from err
         return head
 
     def discard(self) -> None:
@@ -134,7 +134,7 @@ class Mirror:
                 kill_after_timeout=self.source.timeout,
             )
         except git.GitCommandError as err:
-            raise FetchError(self._explain(err)) from err
+            raise self._error(err) from err
 
     def remote_head(self) -> str:
         """The branch's commit on the remote, by ls-remote: no objects are fetched.
@@ -146,14 +146,12 @@ class Mirror:
                 self.source.url, self.ref, env=self._env(), kill_after_timeout=self.source.timeout
             )
         except git.GitCommandError as err:
-            raise FetchError(self._explain(err)) from err
+            raise self._error(err) from err
         for line in str(out).splitlines():
             sha, _, ref = line.partition("\t")
             if ref == self.ref:
                 return sha
-        raise FetchError(
-            f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
-        )
+        raise RemoteFault(self._no_branch())
 
     def head(self) -> str:
         """The commit the mirror's branch points to, from the last fetch."""
@@ -207,17 +205,30 @@ class Mirror:
             env["GIT_SSH_COMMAND"] = ssh_command(self.source)
         return env
 
-    def _explain(self, err: git.GitCommandError) -> str:
-        # GitPython wraps git's stderr as "stderr: '...'"; unwrap that quote only.
-        stderr = str(err.stderr or "").strip().removeprefix("stderr: ")
-        stderr = stderr.removeprefix("'").removesuffix("'").strip()
+    def _error(self, err: git.GitCommandError) -> FetchError:
+        """git's failure as one line: its own reason, without the advice it adds."""
+        stderr = _stderr(err)
         if f"couldn't find remote ref {self.ref}" in stderr:
-            return f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
-        if err.status is not None and not stderr:
-            stderr = f"no answer within {self.source.timeout:g} s (timeout)"
+            return RemoteFault(self._no_branch())
+        if err.status is not None and not stderr:  # killed at source.timeout
+            timeout = f"no answer within {self.source.timeout:g} s (timeout)"
+            return RemoteFault(f"fetch from {redact(self.source.url)} failed: {timeout}")
         lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() not in _GIT_ADVICE]
         detail = lines[-1] if lines else f"git exited with {err.status}"
-        return f"fetch from {redact(self.source.url)} failed: {redact(detail)}"
+        return FetchError(f"fetch from {redact(self.source.url)} failed: {redact(detail)}")
+
+    def _no_branch(self) -> str:
+        return f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
+
+
+class RemoteFault(FetchError):
+    """The remote's own answer (no such branch, none in time): the mirror is not at fault."""
+
+
+def _stderr(err: git.GitCommandError) -> str:
+    # GitPython wraps git's stderr as "stderr: '...'"; unwrap that quote only.
+    stderr = str(err.stderr or "").strip().removeprefix("stderr: ")
+    return stderr.removeprefix("'").removesuffix("'").strip()
 
 
 def ssh_command(source: Source) -> str:
@@ -297,10 +308,16 @@ class Budget:
         self.files = 0
         self.bytes = 0
 
+    def check_depth(self, path: str) -> None:
+        """A file at path, or a folder to walk into, is not too deep."""
+        if path.count("/") >= self.limits.depth:
+            raise RenderError(
+                path, f"more than {self.limits.depth} folder levels deep (limits.depth)"
+            )
+
     def admit(self, path: str, size: int) -> None:
         limits = self.limits
-        if path.count("/") >= limits.depth:
-            raise RenderError(path, f"more than {limits.depth} folder levels deep (limits.depth)")
+        self.check_depth(path)
         if size > limits.file_size:
             raise RenderError(path, f"{size} bytes: over limits.file_size ({limits.file_size})")
         self.files += 1
@@ -339,18 +356,16 @@ class WorkTree:
         folders = [top]
         while folders:
             folder = folders.pop()
-            for entry in os.scandir(folder):
-                path = Path(entry.path)
-                if entry.name == ".git":
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    rel = path.relative_to(self.root).as_posix()
-                    if rel.count("/") >= budget.limits.depth:
-                        raise RenderError(rel, f"more than {budget.limits.depth} folder "
-                                          "levels deep (limits.depth)")  # fmt: skip
-                    folders.append(path)
-                else:
-                    found.append(path)
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    path = Path(entry.path)
+                    if entry.name == ".git":
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        budget.check_depth(path.relative_to(self.root).as_posix())
+                        folders.append(path)
+                    else:
+                        found.append(path)
         return sorted(found)
 
     def _file(self, path: Path, budget: Budget) -> RepoFile:

@@ -17,6 +17,7 @@ import pytest
 
 from agent import tree
 from agent.reconcile import Node, reconcile
+from tests.agentproc import TOKEN
 from tests.conftest import ConfigRepo, NodeFactory, git
 
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins
@@ -149,7 +150,11 @@ def failing_attempts(agent: AgentProcess) -> list[dict[str, Any]]:
 
 def wait_failing(agent: AgentProcess, times: int, why: str) -> dict[str, Any]:
     """Status once `times` reconciles in a row failed; the good tree still serves."""
-    doc = agent.wait_for(lambda d: len(failing_attempts(agent)) >= times, timeout=30)
+    # Between two retries, not during one: /status says "deploying" while one runs.
+    doc = agent.wait_for(
+        lambda d: len(failing_attempts(agent)) >= times and d["live"]["drift"] != "deploying",
+        timeout=30,
+    )
     last = doc["last_attempt"]
     assert last["result"] == "failed" and last["step"] == "fetch", json.dumps(doc)
     assert why in last["message"].lower(), last["message"]
@@ -169,7 +174,7 @@ def break_and_recover(
     good = agent.status()["deployed"]["sha"]
     new = change(repo, "pushed just before the remote fails")  # the agent polls no timer
     broken()
-    agent.client.post("/sync", headers={"Authorization": "Bearer api-token-9a8b7c"})
+    agent.client.post("/sync", headers={"Authorization": f"Bearer {TOKEN}"})
     doc = wait_failing(agent, 3, why)
     assert doc["deployed"]["sha"] == good
     assert doc["next_retry_in"] is not None
