@@ -14,11 +14,13 @@ from typing import Any, TextIO
 
 import git
 
-from agent import __version__, check, config, lock, plan, reconcile, status, template
-from agent.check import FORMATS
+from agent import __version__, config
+from agent.engine import lock, reconcile, status
+from agent.engine.state import Attempt
 from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
-from agent.source import CommitSnapshot, WorkTree
-from agent.state import Attempt
+from agent.review import check, plan, template
+from agent.review.check import FORMATS
+from agent.source.source import CommitSnapshot, WorkTree
 
 log = logging.getLogger("dhcp-gitops")
 
@@ -254,7 +256,7 @@ next:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from agent import adopt  # `import` is a keyword, hence the module's name
+    from agent.review import adopt  # `import` is a keyword, hence the module's name
 
     options = adopt.Options(
         source=args.source, role=args.role, peer_source=args.peer_from, repo=args.dir,
@@ -280,7 +282,7 @@ def fetch_status(url: str) -> dict[str, Any]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agent import demo  # only the demo needs the template and git set-up code
+    from agent.review import demo  # only the demo needs the template and git set-up code
 
     return demo.run(args.dir, sys.stdout, serve=args.serve, port=args.port)
 

@@ -46,7 +46,7 @@ class Source(_Section):
     retry_max: PositiveSeconds = 300.0
     ssh_key: Path | None = None
     known_hosts: Path | None = None
-    # Signed commits (agent/signature.py): "gpg" checks against the public keys exported
+    # Signed commits (agent/source/signature.py): "gpg" checks against the public keys exported
     # to gpg_keyring, "ssh" against ssh-keygen's allowed_signers file.
     verify: Literal["none", "gpg", "ssh"] = "none"
     gpg_keyring: Path | None = None

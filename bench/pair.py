@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent import failover
-from agent.template import template_dir
+from agent.review.template import template_dir
+from agent.servers.dhcpd import failover
 from bench.agentproc import HEALTH_TIMEOUT, Agent, Tables, start_agent
 from bench.lab import DHCPD, BenchError, DhcpdBox, Lab, open_lab, read_pid, wait_live
 from bench.pipelines import LIVE_TIMEOUT

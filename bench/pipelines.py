@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import publish, tree
+from agent import tree
+from agent.engine import publish
 from bench.agentproc import Agent, box_config, start_agent
 from bench.lab import BenchError, DhcpdBox, Lab, read_pid, wait_live
 from bench.repo import BenchRepo

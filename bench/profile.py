@@ -12,7 +12,7 @@ from typing import Any
 from pyinstrument import Profiler
 
 from agent import config
-from agent.reconcile import Node, reconcile
+from agent.engine.reconcile import Node, reconcile
 from bench.lab import DHCPD, BenchError, Lab
 from bench.repo import BenchRepo
 from tests.conftest import toml_text

@@ -372,22 +372,22 @@ Each figure below was measured with this harness before and after the change.
   reconcile showed 1.4 of its 1.8 s in `validate.outside_includes`: the check
   that no include leaves the live folder tokenized all 4.2 MB in Python before
   `dhcpd -t` ran. A file without the word "include" is no longer tokenized
-  (`agent/validate.py`). The same look found a hole: dhcpd reads keywords in
+  (`agent/servers/dhcpd/validate.py`). The same look found a hole: dhcpd reads keywords in
   any case, so `INCLUDE "/etc/shadow";` passed the check; it is caught now.
 - **Webhook storm: 101 reconciles -> 3.** Triggers collapsed only while a
   reconcile ran; once the newest commit was live, each further delivery of it
   ran a reconcile of its own that found it current (99 of them). A push naming
   the commit being deployed or the one last tried now only asks the remote
   (`ls-remote`), as the poll timer does, and reconciles only if the branch moved
-  on (`agent/loop.py`, `webhook/app.py`).
+  on (`agent/daemon/loop.py`, `webhook/app.py`).
 - **/status and /metrics beside a 14 MB lease file: 55x and 67x -> 1x.** Both
   read the whole lease file on every request for the failover state (110 ms).
   `failover.read` now keeps what it read per file and reads only what dhcpd
   appended since; a rewrite (new inode) or a shorter file is read again
-  (`agent/failover.py`).
+  (`agent/servers/dhcpd/failover.py`).
 - **Failover pair: 1.5x -> 1.1x the same rolling restart by hand.** The
   secondary, waiting for the primary to record the commit, looked at its
-  /status every 0.5 s; now every 0.1 s (`agent/peer.py`)."""
+  /status every 0.5 s; now every 0.1 s (`agent/daemon/peer.py`)."""
 
 REMAINS = """\
 ## What remains, and why
@@ -400,7 +400,7 @@ REMAINS = """\
   rev-list --objects`, a few ms; a damaged mirror is cloned again). The
   supervisor's stop waits for dhcpd with `Popen.wait(timeout)`, which polls
   with growing sleeps (up to 8 ms late); a pidfd would wake at once
-  (`agent/service.py`, being reworked while this was measured).
+  (`agent/servers/dhcpd/service.py`, being reworked while this was measured).
 - **Recorded vs live**: /status says "deployed" `health_timeout` after dhcpd
   serves (1 s here, 3 s by default): the agent's own check that dhcpd stays up.
 - **Small configs against `dhcpd -t` + restart**: at 1,000 and 10,000 hosts

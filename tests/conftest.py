@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from agent import config
-from agent.reconcile import Node
-from agent.service import Service
-from agent.template import template_dir
+from agent.engine.reconcile import Node
+from agent.review.template import template_dir
+from agent.servers.dhcpd.service import Service
 
 # Fixture modules: the agent process, network namespaces, ssh and https remotes,
 # the SMTP and HTTP receivers of notifications, and the failover pair's hosts.

@@ -56,10 +56,11 @@ from typing import Any
 import git
 import httpx
 
-from agent import fault, render, tree
-from agent.source import CommitSnapshot
-from agent.state import State, Store
-from agent.template import template_dir
+from agent import fault, tree
+from agent.engine import render
+from agent.engine.state import State, Store
+from agent.review.template import template_dir
+from agent.source.source import CommitSnapshot
 from tests.agentproc import EXE
 from tests.conftest import ConfigRepo, toml_text
 from tests.netns import Lan, NetLab, dhcpd_pids_using, make_lan

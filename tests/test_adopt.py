@@ -1,8 +1,8 @@
-"""agent.adopt (`dhcp-gitops import`): a classic hand-kept failover pair adopted into
+"""agent.review.adopt (`dhcp-gitops import`): a classic hand-kept failover pair adopted into
 a config repo, rendered back, compared, and checked with the real dhcpd -t.
 
 The copies name their includes by live path (/etc/dhcp/...), so dhcpd -t reads
-them through agent.validate.validate: in a private mount namespace with the
+them through agent.servers.dhcpd.validate.validate: in a private mount namespace with the
 folder bound over /etc/dhcp, which is never written.
 """
 
@@ -18,11 +18,14 @@ from pathlib import Path
 import git
 import pytest
 
-from agent import adopt, cli, dhcpconf, render, tree
+from agent import cli, tree
 from agent.config import Dhcpd
+from agent.engine import render
 from agent.errors import RenderError
-from agent.source import RepoFile, WorkTree
-from agent.validate import validate
+from agent.review import adopt
+from agent.servers.dhcpd import dhcpconf
+from agent.servers.dhcpd.validate import validate
+from agent.source.source import RepoFile, WorkTree
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 LIVE = Path("/etc/dhcp")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent import fault, tree
-from agent.state import Attempt, Store, now
+from agent.engine.state import Attempt, Store, now
 from tests.agentproc import EXE, StartAgent
 from tests.conftest import ConfigRepo, NodeFactory
 from tests.crashlab import POINTS, CrashLab, Point, table

@@ -1,10 +1,10 @@
-"""agent.dhcpconf: the structure of a rendered tree, as the pair checks need it."""
+"""agent.servers.dhcpd.dhcpconf: the structure of a rendered tree, as the pair checks need it."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.dhcpconf import (
+from agent.servers.dhcpd.dhcpconf import (
     MAX_INCLUDES,
     DhcpConfig,
     Failover,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.state import Store
+from agent.engine.state import Store
 from tests.conftest import ConfigRepo, NodeFactory, git
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))

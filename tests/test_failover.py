@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import failover
-from agent.failover import FailoverState, OmapiError, OmapiKey
-from agent.render import render_pair
-from agent.source import WorkTree
+from agent.engine.render import render_pair
+from agent.servers.dhcpd import failover
+from agent.servers.dhcpd.failover import FailoverState, OmapiError, OmapiKey
+from agent.source.source import WorkTree
 from tests.netns import Namespace, PeerLink, dhcpd_pids_using, dhcpd_wrapper
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "repo-template"

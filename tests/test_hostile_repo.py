@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import status, tree
-from agent.reconcile import Node, reconcile
-from agent.state import Attempt
+from agent import tree
+from agent.engine import status
+from agent.engine.reconcile import Node, reconcile
+from agent.engine.state import Attempt
 from tests.conftest import ConfigRepo, NodeFactory
 
 # A line of the machine's own /etc/passwd: it must never reach a report.

@@ -38,7 +38,7 @@ from schemathesis.checks import CheckFunction
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from agent.template import template_dir
+from agent.review.template import template_dir
 from tests.agentproc import (
     PUSH_EVENTS,
     SECRET,

@@ -1,10 +1,10 @@
-"""agent.loop in-process: waiting, collapsing triggers, backoff, the poll's cheap check."""
+"""agent.daemon.loop in-process: waiting, collapsing triggers, backoff, the poll's cheap check."""
 
 from __future__ import annotations
 
 import time
 
-from agent.loop import JITTER, WATCH_EVERY, Loop
+from agent.daemon.loop import JITTER, WATCH_EVERY, Loop
 from tests.conftest import ConfigRepo, NodeFactory
 
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from agent import notify
 from agent.config import Notify
+from agent.daemon import notify
+from agent.daemon.notify import Event
+from agent.engine.state import Attempt
 from agent.errors import Problem
-from agent.notify import Event
-from agent.state import Attempt
 from tests.receivers import (
     LOOPBACK,
     PASSWORD,

@@ -1,4 +1,4 @@
-"""agent.pair: what dhcpd -t cannot see, because it reads one server's config.
+"""agent.servers.dhcpd.pair: what dhcpd -t cannot see, because it reads one server's config.
 
 Every rule has a case whose two sides each pass the real `dhcpd -t` alone, and
 that the pair checks refuse. The rules dhcpd -t enforces itself are checked
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import render
-from agent.dhcpconf import DhcpConfig, parse
+from agent.engine import render
 from agent.errors import Problem
-from agent.pair import WARNING, check, check_one, dangers, is_warning, split_file
-from agent.source import RepoFile
+from agent.servers.dhcpd.dhcpconf import DhcpConfig, parse
+from agent.servers.dhcpd.pair import WARNING, check, check_one, dangers, is_warning, split_file
+from agent.source.source import RepoFile
 
 ROLES = ("primary", "secondary")
 TEMPLATE = Path(__file__).resolve().parents[1] / "repo-template"

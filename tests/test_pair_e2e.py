@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent import failover
+from agent.servers.dhcpd import failover
 from tests.agentproc import AgentProcess
 from tests.conftest import ConfigRepo
 from tests.pairlab import Pair, PairLab, StartPair

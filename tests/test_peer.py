@@ -1,4 +1,4 @@
-"""agent.peer: the rolling-restart decision and clock skew, as tables."""
+"""agent.daemon.peer: the rolling-restart decision and clock skew, as tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.config import Peer
-from agent.peer import Decision, PeerClient, View, decide, skew_level
+from agent.daemon.peer import Decision, PeerClient, View, decide, skew_level
 
 SHA, OLD = "a" * 40, "b" * 40
 

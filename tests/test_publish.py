@@ -1,4 +1,4 @@
-"""agent.tree and agent.publish: durable writes, digests, the atomic exchange."""
+"""agent.tree and agent.engine.publish: durable writes, digests, the atomic exchange."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import publish, tree
-from agent.stage import Workspace, build
+from agent import tree
+from agent.engine import publish
+from agent.engine.stage import Workspace, build
 
 FILES = {"dhcpd.conf": b"authoritative;\n", "sub/hosts.conf": b"# hosts\n", "z.conf": b""}
 

@@ -1,4 +1,4 @@
-"""agent.reconcile end to end with real bare repos and the real dhcpd -t.
+"""agent.engine.reconcile end to end with real bare repos and the real dhcpd -t.
 
 dhcpd is never started here (restart "none", or a stub restart command that
 injects faults); tests/test_supervise.py runs the real one in a namespace.
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import lock, status, tree
+from agent import tree
+from agent.engine import lock, status
+from agent.engine.reconcile import Node, reconcile
 from agent.errors import LockBusy
-from agent.reconcile import Node, reconcile
 from tests.conftest import ConfigRepo, NodeFactory
 
 

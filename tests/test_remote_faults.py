@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from agent import tree
-from agent.reconcile import Node, reconcile
+from agent.engine.reconcile import Node, reconcile
 from tests.agentproc import TOKEN
 from tests.conftest import ConfigRepo, NodeFactory, git
 

@@ -1,12 +1,12 @@
-"""agent.render: overlay and templates, pure; every refusal names the repo file."""
+"""agent.engine.render: overlay and templates, pure; every refusal names the repo file."""
 
 from __future__ import annotations
 
 import pytest
 
+from agent.engine.render import Layer, check_name, render, variables
 from agent.errors import RenderError
-from agent.render import Layer, check_name, render, variables
-from agent.source import RepoFile
+from agent.source.source import RepoFile
 
 PAIR = RepoFile(
     "pair.toml",

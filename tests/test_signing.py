@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli, status, tree
+from agent import cli, tree
 from agent.config import Source
+from agent.engine import status
+from agent.engine.reconcile import Node, reconcile
 from agent.errors import TrustError
-from agent.reconcile import Node, reconcile
-from agent.signature import Answer, gpg_signer, ssh_signer
+from agent.source.signature import Answer, gpg_signer, ssh_signer
 from tests.conftest import GIT_ENV, ConfigRepo, NodeFactory, git
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))

@@ -1,4 +1,4 @@
-"""agent.source snapshots: a commit and a checkout give the same files, links refused."""
+"""agent.source.source snapshots: a commit and a checkout give the same files, links refused."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from agent.config import Source
+from agent.engine.render import render_pair
 from agent.errors import RenderError
-from agent.render import render_pair
-from agent.source import CommitSnapshot, Mirror, WorkTree
+from agent.source.source import CommitSnapshot, Mirror, WorkTree
 from tests.conftest import ConfigRepo
 
 

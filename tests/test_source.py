@@ -15,8 +15,8 @@ import pytest
 
 from agent.config import Source
 from agent.errors import FetchError
-from agent.source import Mirror, redact, ssh_command
-from agent.template import template_dir
+from agent.review.template import template_dir
+from agent.source.source import Mirror, redact, ssh_command
 from tests.conftest import ConfigRepo, git
 
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins, so pytest rewrites its asserts

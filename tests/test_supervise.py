@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.reconcile import Node, reconcile
-from agent.service import Supervisor
+from agent.engine.reconcile import Node, reconcile
+from agent.servers.dhcpd.service import Supervisor
 from tests.agentproc import StartAgent
 from tests.conftest import ConfigRepo, NodeFactory, git
 from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns, wait_until
@@ -198,7 +198,7 @@ def test_the_lease_file_keeps_its_leases_across_deploys(
 
 def test_a_rolled_back_commit_keeps_the_leases(node: Node, lan: Lan, repo: ConfigRepo) -> None:
     """dhcpd drops the leases of a removed subnet before it fails on its interfaces;
-    the rollback puts dhcpd's own earlier lease file back (agent/leases.py)."""
+    the rollback puts dhcpd's own earlier lease file back (agent/servers/dhcpd/leases.py)."""
     leases = node.config.dhcpd.lease_file
     leases.write_text(lease_record(LEASE_IP, LEASE_MAC))
     assert reconcile(node).result == "deployed"

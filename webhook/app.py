@@ -23,9 +23,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
-from agent import __version__, failover, peer, status
-from agent.loop import Loop
-from agent.service import Supervisor
+from agent import __version__
+from agent.daemon import peer
+from agent.daemon.loop import Loop
+from agent.engine import status
+from agent.servers.dhcpd import failover
+from agent.servers.dhcpd.service import Supervisor
 from webhook import body, forges
 from webhook.credentials import Secrets, same
 from webhook.metrics import Metrics

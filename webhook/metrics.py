@@ -6,8 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from agent.failover import FailoverState
-from agent.state import Attempt
+from agent.engine.state import Attempt
+from agent.servers.dhcpd.failover import FailoverState
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 

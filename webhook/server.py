@@ -10,12 +10,13 @@ from pathlib import Path
 
 import uvicorn
 
-from agent import config, notify
+from agent import config
 from agent.config import AgentConfig
+from agent.daemon import notify
+from agent.daemon.loop import AfterAttempt, Loop
+from agent.engine.reconcile import Node
+from agent.engine.state import Attempt
 from agent.errors import ConfigError
-from agent.loop import AfterAttempt, Loop
-from agent.reconcile import Node
-from agent.state import Attempt
 from webhook.app import Runtime, create_app
 from webhook.credentials import Secrets
 from webhook.metrics import Metrics

@@ -3,7 +3,7 @@
     /etc/.dhcp.dhcp-gitops/stage      the tree being built and validated
     /etc/.dhcp.dhcp-gitops/previous   the tree that was live before the last deploy
     /etc/.dhcp.dhcp-gitops/exchanged  the digest of the tree last made live, until
-                                      state.json records it (agent/publish.py)
+                                      state.json records it (agent/engine/publish.py)
 
 It sits next to the target because renameat2(RENAME_EXCHANGE) only swaps
 directories on one filesystem, and outside it because dhcpd (and AppArmor's

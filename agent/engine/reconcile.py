@@ -14,8 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
-from agent import fault, lock, publish, recovery, render, stage, tree
+from agent import fault, tree
 from agent.config import AgentConfig, Result
+from agent.engine import lock, publish, recovery, render, stage
+from agent.engine.releases import Releases
+from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
     PeerRefused,
     RenderError,
@@ -25,12 +28,10 @@ from agent.errors import (
     TrustError,
     ValidateError,
 )
-from agent.releases import Releases
-from agent.service import Service, for_config
-from agent.signature import Signatures
-from agent.source import Commit, Mirror
-from agent.state import Attempt, Deployed, Pin, State, Store, now
-from agent.validate import validate
+from agent.servers.dhcpd.service import Service, for_config
+from agent.servers.dhcpd.validate import validate
+from agent.source.signature import Signatures
+from agent.source.source import Commit, Mirror
 
 
 @dataclass
@@ -65,7 +66,7 @@ OnStep = Callable[[str, str | None], None]  # (step, the commit if known yet)
 
 
 class Pairing(Protocol):
-    """The failover peer's say in a deploy (agent/peer.py); None for a lone server."""
+    """The failover peer's say in a deploy (agent/daemon/peer.py); None for a lone server."""
 
     def before_restart(self, sha: str) -> None:
         """Block until this node may restart onto sha; PeerRefused or PeerError if not."""

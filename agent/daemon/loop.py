@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from agent import dhcpconf, failover, lock, recovery, status, tree
+from agent import tree
+from agent.daemon.peer import PairGate, PeerClient
+from agent.engine import lock, recovery, status
+from agent.engine.reconcile import Node, reconcile
+from agent.engine.state import Attempt
 from agent.errors import DhcpGitopsError
-from agent.peer import PairGate, PeerClient
-from agent.reconcile import Node, reconcile
-from agent.service import Supervisor
-from agent.state import Attempt
+from agent.servers.dhcpd import dhcpconf, failover
+from agent.servers.dhcpd.service import Supervisor
 
 log = logging.getLogger(__name__)
 

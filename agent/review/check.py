@@ -17,11 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from agent import dhcpconf, pair, render, tree
+from agent import tree
 from agent.config import Dhcpd
+from agent.engine import render
 from agent.errors import Problem, RenderError, ValidateError
-from agent.source import Snapshot
-from agent.validate import validate
+from agent.servers.dhcpd import dhcpconf, pair
+from agent.servers.dhcpd.validate import validate
+from agent.source.source import Snapshot
 
 Severity = Literal["error", "warning"]
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent.engine.state import now
 from agent.errors import LockBusy
-from agent.state import now
 
 
 @contextmanager

@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agent.config import Notify
+from agent.engine.state import Attempt
 from agent.errors import Problem
-from agent.state import Attempt
 
 log = logging.getLogger(__name__)
 

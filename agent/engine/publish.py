@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from agent import fault, tree
+from agent.engine.stage import Workspace
 from agent.errors import PublishError
-from agent.stage import Workspace
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 1 << 1
@@ -45,7 +45,7 @@ def swap_in(ws: Workspace, digest: str) -> None:
     folders are fsync'd, so the swap is on disk before dhcpd is restarted onto it.
     So after a power cut the target is the old tree or the new one, each whole
     (1), and if it is the new one the journal says so (2 before 3): recovery
-    (agent/recovery.py) then puts the recorded tree back, unless state.json,
+    (agent/engine/recovery.py) then puts the recorded tree back, unless state.json,
     written only after (4), already names the new one.
     """
     fault.point("before-exchange")

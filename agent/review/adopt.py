@@ -22,12 +22,15 @@ from typing import Any, TextIO
 
 import git
 
-from agent import check, dhcpconf, render, tree
+from agent import tree
 from agent.config import Dhcpd
-from agent.dhcpconf import Failover, OutsideInclude
+from agent.engine import render
 from agent.errors import DhcpGitopsError, RenderError, UsageError
-from agent.pair import DEFAULT_PORT
-from agent.source import WorkTree
+from agent.review import check
+from agent.servers.dhcpd import dhcpconf
+from agent.servers.dhcpd.dhcpconf import Failover, OutsideInclude
+from agent.servers.dhcpd.pair import DEFAULT_PORT
+from agent.source.source import WorkTree
 
 ROLES = ("primary", "secondary")
 AUTHOR = git.Actor("dhcp-gitops import", "dhcp-gitops@localhost")

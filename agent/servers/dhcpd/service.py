@@ -19,8 +19,8 @@ from typing import Protocol
 from agent import fault, process
 from agent.config import Dhcpd
 from agent.errors import CommandError, ServiceError
-from agent.leases import LeaseSnapshot
-from agent.validate import meaningful
+from agent.servers.dhcpd.leases import LeaseSnapshot
+from agent.servers.dhcpd.validate import meaningful
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,11 @@ from typing import TextIO
 
 import git
 
-from agent import config, reconcile, status
+from agent import config
 from agent.cli import print_attempt, print_status
+from agent.engine import reconcile, status
 from agent.errors import UsageError
-from agent.template import template_dir
+from agent.review.template import template_dir
 
 MARKER = ".dhcp-gitops-demo"
 AUTHOR = git.Actor("Demo User", "demo@example.net")

@@ -13,7 +13,7 @@ in its seconds of life are lost with it; its failover peer still has them.
 
 The link lives exactly as long as one restart is undecided: taken before the
 restart, renamed back by a rollback, dropped once the deploy is kept. So a link
-found after a crash belongs to a restart the crash cut short (agent/recovery.py
+found after a crash belongs to a restart the crash cut short (agent/engine/recovery.py
 puts it back), never to an older deploy whose leases it would undo.
 """
 

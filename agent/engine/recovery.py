@@ -25,11 +25,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from agent import publish, tree
+from agent import tree
+from agent.engine import publish
 from agent.errors import DhcpGitopsError
 
 if TYPE_CHECKING:
-    from agent.reconcile import Node
+    from agent.engine.reconcile import Node
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import dhcpconf, pair, render
-from agent.check import roles_of
+from agent.engine import render
 from agent.errors import RenderError
-from agent.source import Snapshot
+from agent.review.check import roles_of
+from agent.servers.dhcpd import dhcpconf, pair
+from agent.source.source import Snapshot
 
 MAX_DIFF_LINES = 400  # per file in the comment; the full diff is one `git diff` away
 

@@ -1,6 +1,6 @@
 """The checks `dhcpd -t` cannot make: it reads one server's config, not the pair's.
 
-Pure: parsed configs (agent.dhcpconf) in, Problems out.
+Pure: parsed configs (agent.servers.dhcpd.dhcpconf) in, Problems out.
 
 Conventions of the Problems made here:
 - file is "<role>:<path relative to the target>", e.g. "secondary:dhcpd.failover",
@@ -18,8 +18,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from agent.dhcpconf import DhcpConfig, Failover, Pool, Where
 from agent.errors import Problem
+from agent.servers.dhcpd.dhcpconf import DhcpConfig, Failover, Pool, Where
 
 WARNING = "warning: "
 DEFAULT_PORT = 647  # dhcpd.conf(5): port and peer port default to the IANA failover port

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from agent import __version__, tree
-from agent.reconcile import Node
-from agent.state import State
+from agent.engine.reconcile import Node
+from agent.engine.state import State
 
 Drift = Literal["none", "rollback_tree", "drifted", "never_deployed", "missing", "deploying"]
 

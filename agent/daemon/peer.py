@@ -150,7 +150,7 @@ FAILOVER_POLL = 0.5
 
 
 class PairGate:
-    """agent.reconcile.Pairing for one server of a pair: the rolling-restart protocol."""
+    """agent.engine.reconcile.Pairing for one server of a pair: the rolling-restart protocol."""
 
     def __init__(
         self,
