@@ -18,9 +18,9 @@ from agent import __version__, config
 from agent.engine import lock, reconcile, status
 from agent.engine.state import Attempt
 from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
-from agent.review import check, plan, template
-from agent.review.check import FORMATS
-from agent.source.source import CommitSnapshot, WorkTree
+from agent.review import plan, template, validate
+from agent.review.output import FORMATS
+from agent.source.snapshot import CommitSnapshot, WorkTree
 
 log = logging.getLogger("dhcp-gitops")
 
@@ -221,7 +221,7 @@ def _review_options(cmd: argparse.ArgumentParser) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     dhcpd = config.Dhcpd(binary=args.dhcpd, config=args.config_file)
-    findings = check.check(WorkTree(args.dir.resolve()), args.path, args.target, dhcpd)
+    findings = validate.check(WorkTree(args.dir.resolve()), args.path, args.target, dhcpd)
     sys.stdout.write(FORMATS[args.format](findings))
     sys.stdout.flush()  # the summary on stderr comes after the findings
     errors = sum(f.severity == "error" for f in findings)

@@ -5,8 +5,12 @@
     ├── UsageError                  the command line asks for something impossible (exit 2)
     ├── LockBusy                    another reconcile holds the state dir
     ├── CommandError                a subprocess failed: argv, exit code, stdout, stderr
+    ├── OmapiError                  dhcpd's OMAPI gave no failover state (not up yet, no
+    │                               omapi-port, wrong key, unknown peer)
     └── StepError                   a reconcile step refused or failed; .step names it
         ├── FetchError              the remote or the mirror
+        │   └── RemoteFault         the remote's own answer (no such branch, none in time):
+        │                           the mirror is not at fault, so it is not cloned again
         ├── TrustError              the commit is unsigned, signed by an unknown key, or does
         │                           not descend from the deployed one ([source] verify)
         ├── RenderError             the repo content (names the repo file)
@@ -70,6 +74,10 @@ class CommandError(DhcpGitopsError):
         self.stderr = stderr
 
 
+class OmapiError(DhcpGitopsError):
+    """OMAPI gave no failover state: dhcpd not listening (yet), unknown peer, bad key."""
+
+
 class StepError(DhcpGitopsError):
     step = "reconcile"
 
@@ -84,6 +92,10 @@ class StepError(DhcpGitopsError):
 
 class FetchError(StepError):
     step = "fetch"
+
+
+class RemoteFault(FetchError):
+    """The remote's own answer (no such branch, none in time): the mirror is not at fault."""
 
 
 class TrustError(StepError):

@@ -13,6 +13,9 @@ from agent.errors import CommandError
 
 log = logging.getLogger(__name__)
 
+NOT_FOUND = 127  # CommandError.returncode when argv[0] does not exist, as a shell says
+TIMED_OUT = -9  # CommandError.returncode when the command ran out of time (it was killed)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -29,8 +32,13 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     check: bool = True,
+    input: str | None = None,
 ) -> Result:
-    """Run argv to completion; raise CommandError on a non-zero exit when check is set."""
+    """Run argv to completion; raise CommandError on a non-zero exit when check is set.
+
+    input goes to the command's stdin (a script with a secret in it stays out of argv);
+    without it the command gets no stdin at all.
+    """
     args = [str(a) for a in argv]
     log.debug("run %s", args)
     full_env = {**os.environ, **env} if env else None
@@ -43,13 +51,14 @@ def run(
             text=True,
             errors="replace",
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
             check=False,
         )
     except FileNotFoundError as err:
-        raise CommandError(args, 127, "", f"{args[0]}: not found") from err
+        raise CommandError(args, NOT_FOUND, "", f"{args[0]}: not found") from err
     except subprocess.TimeoutExpired as err:
-        raise CommandError(args, -9, "", f"timed out after {timeout:g} s") from err
+        raise CommandError(args, TIMED_OUT, "", f"timed out after {timeout:g} s") from err
     result = Result(args, done.returncode, done.stdout, done.stderr)
     if check and done.returncode != 0:
         raise CommandError(args, done.returncode, done.stdout, done.stderr)

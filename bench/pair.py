@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.errors import OmapiError
 from agent.review.template import template_dir
-from agent.servers.dhcpd import failover
+from agent.servers.dhcpd import failover, omapi
 from bench.agentproc import HEALTH_TIMEOUT, Agent, Tables, start_agent
 from bench.lab import DHCPD, BenchError, DhcpdBox, Lab, open_lab, read_pid, wait_live
 from bench.pipelines import LIVE_TIMEOUT
@@ -173,8 +174,8 @@ def wait_normal(pair_lab: PairLab, timeout: float = NORMAL_TIMEOUT) -> float:
 
 def _normal(servers: tuple[Server, Server]) -> bool:
     try:
-        states = [failover.from_omapi(PEER, omshell=s.ns.argv("omshell")) for s in servers]
-    except failover.OmapiError:
+        states = [omapi.from_omapi(PEER, omshell=s.ns.argv("omshell")) for s in servers]
+    except OmapiError:
         return False
     return failover.all_normal(states)
 

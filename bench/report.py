@@ -372,7 +372,7 @@ Each figure below was measured with this harness before and after the change.
   reconcile showed 1.4 of its 1.8 s in `validate.outside_includes`: the check
   that no include leaves the live folder tokenized all 4.2 MB in Python before
   `dhcpd -t` ran. A file without the word "include" is no longer tokenized
-  (`agent/servers/dhcpd/validate.py`). The same look found a hole: dhcpd reads keywords in
+  (`agent/servers/dhcpd/sandbox.py`). The same look found a hole: dhcpd reads keywords in
   any case, so `INCLUDE "/etc/shadow";` passed the check; it is caught now.
 - **Webhook storm: 101 reconciles -> 3.** Triggers collapsed only while a
   reconcile ran; once the newest commit was live, each further delivery of it
@@ -400,7 +400,7 @@ REMAINS = """\
   rev-list --objects`, a few ms; a damaged mirror is cloned again). The
   supervisor's stop waits for dhcpd with `Popen.wait(timeout)`, which polls
   with growing sleeps (up to 8 ms late); a pidfd would wake at once
-  (`agent/servers/dhcpd/service.py`, being reworked while this was measured).
+  (`agent/servers/dhcpd/restart.py`, being reworked while this was measured).
 - **Recorded vs live**: /status says "deployed" `health_timeout` after dhcpd
   serves (1 s here, 3 s by default): the agent's own check that dhcpd stays up.
 - **Small configs against `dhcpd -t` + restart**: at 1,000 and 10,000 hosts

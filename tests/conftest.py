@@ -14,7 +14,7 @@ import pytest
 from agent import config
 from agent.engine.reconcile import Node
 from agent.review.template import template_dir
-from agent.servers.dhcpd.service import Service
+from agent.servers.dhcpd.restart import Service
 
 # Fixture modules: the agent process, network namespaces, ssh and https remotes,
 # the SMTP and HTTP receivers of notifications, and the failover pair's hosts.

@@ -60,7 +60,7 @@ from agent import fault, tree
 from agent.engine import render
 from agent.engine.state import State, Store
 from agent.review.template import template_dir
-from agent.source.source import CommitSnapshot
+from agent.source.snapshot import CommitSnapshot
 from tests.agentproc import EXE
 from tests.conftest import ConfigRepo, toml_text
 from tests.netns import Lan, NetLab, dhcpd_pids_using, make_lan

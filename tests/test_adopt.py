@@ -2,7 +2,7 @@
 a config repo, rendered back, compared, and checked with the real dhcpd -t.
 
 The copies name their includes by live path (/etc/dhcp/...), so dhcpd -t reads
-them through agent.servers.dhcpd.validate.validate: in a private mount namespace with the
+them through agent.servers.dhcpd.sandbox.validate: in a private mount namespace with the
 folder bound over /etc/dhcp, which is never written.
 """
 
@@ -23,9 +23,9 @@ from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import RenderError
 from agent.review import adopt
-from agent.servers.dhcpd import dhcpconf
-from agent.servers.dhcpd.validate import validate
-from agent.source.source import RepoFile, WorkTree
+from agent.servers.dhcpd import conf
+from agent.servers.dhcpd.sandbox import validate
+from agent.source.snapshot import RepoFile, WorkTree
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 LIVE = Path("/etc/dhcp")
@@ -147,8 +147,8 @@ def rendered(repo: Path, role: str, name: str) -> dict[str, bytes]:
     return render.render_pair(WorkTree(repo), "", role, name, str(LIVE)).files
 
 
-def the_failover(files: dict[str, bytes]) -> dhcpconf.Failover:
-    (failover,) = dhcpconf.parse(files, "dhcpd.conf", str(LIVE)).failovers
+def the_failover(files: dict[str, bytes]) -> conf.Failover:
+    (failover,) = conf.parse(files, "dhcpd.conf", str(LIVE)).failovers
     return dataclasses.replace(failover, seq=0)
 
 
@@ -435,7 +435,7 @@ def test_holds_secret(text: str, secret: bool) -> None:
     ],
 )
 def test_block_span_finds_the_whole_declaration(text: str, block: str) -> None:
-    (failover,) = dhcpconf.parse({"f": text.encode()}, "f", str(LIVE)).failovers
+    (failover,) = conf.parse({"f": text.encode()}, "f", str(LIVE)).failovers
     start, end = adopt.block_span(text, failover)
     assert text[start:end] == block
 

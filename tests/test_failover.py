@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from agent.engine.render import render_pair
-from agent.servers.dhcpd import failover
-from agent.servers.dhcpd.failover import FailoverState, OmapiError, OmapiKey
-from agent.source.source import WorkTree
+from agent.errors import OmapiError
+from agent.servers.base import PairState
+from agent.servers.dhcpd import failover, omapi
+from agent.servers.dhcpd.omapi import OmapiKey
+from agent.source.snapshot import WorkTree
 from tests.netns import Namespace, PeerLink, dhcpd_pids_using, dhcpd_wrapper
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "repo-template"
@@ -67,8 +69,8 @@ def record(mine: str, partner: str, peer: str = PEER, at: str = "3 2026/11/25 00
 
 def state(
     mine: str, partner: str, peer: str = PEER, since: str = "2026-11-25T00:27:45+00:00"
-) -> FailoverState:
-    return FailoverState(peer, mine, partner, since, since)
+) -> PairState:
+    return PairState(peer, mine, partner, since, since)
 
 
 # The primary's file of a first start: recover, then the way to normal, with the
@@ -164,7 +166,7 @@ FIRST_START = (
         ),
     ],
 )
-def test_from_lease_file(text: str, expected: list[FailoverState]) -> None:
+def test_from_lease_file(text: str, expected: list[PairState]) -> None:
     assert failover.from_lease_file(text) == expected
 
 
@@ -251,7 +253,7 @@ def test_a_file_read_as_it_grows_reads_as_the_whole(tmp_path: Path, chunk: int) 
         ([state("normal", "normal", "a"), state("recover-wait", "normal", "b")], False),
     ],
 )
-def test_all_normal(states: list[FailoverState], expected: bool) -> None:
+def test_all_normal(states: list[PairState], expected: bool) -> None:
     assert failover.all_normal(states) is expected
 
 
@@ -279,8 +281,8 @@ max-response-delay = 00:00:00:1e
 
 
 def test_omshell_answer_is_read() -> None:
-    fields = failover._omshell_fields(OMSHELL_ANSWER)
-    assert failover._omapi_state(PEER, fields) == FailoverState(
+    fields = omapi._omshell_fields(OMSHELL_ANSWER)
+    assert omapi._omapi_state(PEER, fields) == PairState(
         PEER, "startup", "normal", "2026-11-25T00:28:52+00:00", "2026-11-25T00:28:57+00:00"
     )
 
@@ -288,9 +290,9 @@ def test_omshell_answer_is_read() -> None:
 def test_omshell_prints_printable_bytes_as_text() -> None:
     """print_hex_or_string: a stos whose four bytes all print comes as "..."."""
     answer = OMSHELL_ANSWER.replace("6b:06:2b:c4", '"kABC"').replace("00:00:00:01", "00:00:00:fe")
-    found = failover._omapi_state(PEER, failover._omshell_fields(answer))
+    found = omapi._omapi_state(PEER, omapi._omshell_fields(answer))
     assert found.mine == "recover-wait"
-    assert found.mine_since == failover._from_epoch(int.from_bytes(b"kABC", "big"))
+    assert found.mine_since == failover.from_epoch(int.from_bytes(b"kABC", "big"))
 
 
 @pytest.mark.parametrize(
@@ -303,7 +305,7 @@ def test_omshell_prints_printable_bytes_as_text() -> None:
 )
 def test_an_omshell_answer_without_state_is_an_error(answer: str) -> None:
     with pytest.raises(OmapiError):
-        failover._omapi_state(PEER, failover._omshell_fields(answer))
+        omapi._omapi_state(PEER, omapi._omshell_fields(answer))
 
 
 @pytest.mark.parametrize(
@@ -318,20 +320,20 @@ def test_an_omshell_answer_without_state_is_an_error(answer: str) -> None:
 )
 def test_what_would_change_the_omshell_script_is_refused(peer: str, key: OmapiKey | None) -> None:
     with pytest.raises(OmapiError) as caught:
-        failover.from_omapi(peer, key=key, omshell=["false"])
+        omapi.from_omapi(peer, key=key, omshell=["false"])
     assert "c2VjcmV0" not in caught.value.message
 
 
 def test_the_secret_stays_out_of_repr_and_argv() -> None:
     key = OmapiKey("omapi_key", "c2VjcmV0LXNlY3JldA==", "hmac-sha256")
     assert "c2VjcmV0" not in repr(key)
-    script = failover._omshell_script(PEER, "127.0.0.1", 7911, key)
+    script = omapi._omshell_script(PEER, "127.0.0.1", 7911, key)
     assert "key omapi_key c2VjcmV0LXNlY3JldA==\nkey-algorithm hmac-sha256\n" in script
 
 
 def test_a_missing_omshell_is_an_error() -> None:
     with pytest.raises(OmapiError, match="not found"):
-        failover.from_omapi(PEER, omshell=["/nonexistent/omshell"])
+        omapi.from_omapi(PEER, omshell=["/nonexistent/omshell"])
 
 
 # --- a real pair -----------------------------------------------------------------
@@ -398,13 +400,13 @@ class Server:
                 proc.kill()
                 proc.wait(STOP_TIMEOUT)
 
-    def recorded(self) -> list[FailoverState]:
+    def recorded(self) -> list[PairState]:
         return failover.read(self.lease_file)
 
-    def omapi(self) -> FailoverState | None:
+    def omapi(self) -> PairState | None:
         """What dhcpd says now (OMAPI inside its namespace); None while it cannot answer."""
         try:
-            return failover.from_omapi(PEER, omshell=self.ns.argv("omshell"), timeout=5)
+            return omapi.from_omapi(PEER, omshell=self.ns.argv("omshell"), timeout=5)
         except OmapiError:
             return None
 
@@ -535,8 +537,8 @@ def test_omapi_with_a_key_and_its_refusals(pair: Pair) -> None:
     key = OmapiKey("omapi_key", secret, "hmac-sha256")
     omshell = pair.primary.ns.argv("omshell")
 
-    def ask(k: OmapiKey | None, peer: str = PEER) -> FailoverState:
-        return failover.from_omapi(peer, key=k, omshell=omshell)
+    def ask(k: OmapiKey | None, peer: str = PEER) -> PairState:
+        return omapi.from_omapi(peer, key=k, omshell=omshell)
 
     until(lambda: _answers(lambda: ask(key)), 10, "OMAPI with the key", pair)
     alone = ask(key)  # no partner yet: a first start is recover, then startup
@@ -552,7 +554,7 @@ def test_omapi_with_a_key_and_its_refusals(pair: Pair) -> None:
         ask(key, peer="no-such-peer")
 
 
-def _answers(ask: Callable[[], FailoverState]) -> bool:
+def _answers(ask: Callable[[], PairState]) -> bool:
     try:
         ask()
     except OmapiError:

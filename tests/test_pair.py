@@ -15,9 +15,10 @@ import pytest
 
 from agent.engine import render
 from agent.errors import Problem
-from agent.servers.dhcpd.dhcpconf import DhcpConfig, parse
-from agent.servers.dhcpd.pair import WARNING, check, check_one, dangers, is_warning, split_file
-from agent.source.source import RepoFile
+from agent.servers.dhcpd.conf import DhcpConfig, parse
+from agent.servers.dhcpd.dangers import dangers
+from agent.servers.dhcpd.pair import WARNING, check, check_one, is_warning, split_file
+from agent.source.snapshot import RepoFile
 
 ROLES = ("primary", "secondary")
 TEMPLATE = Path(__file__).resolve().parents[1] / "repo-template"

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.servers.dhcpd import failover
+from agent.errors import OmapiError
+from agent.servers.dhcpd import failover, omapi
 from tests.agentproc import AgentProcess
 from tests.conftest import ConfigRepo
 from tests.pairlab import Pair, PairLab, StartPair
@@ -32,9 +33,9 @@ def start(start_pair: StartPair) -> Pair:
 def omapi_normal(pair_lab: PairLab) -> bool:
     """Both dhcpd say normal/normal, asked live over OMAPI in their own namespaces."""
     try:
-        states = [failover.from_omapi("dhcp-failover", omshell=s.ns.argv("omshell"))
+        states = [omapi.from_omapi("dhcp-failover", omshell=s.ns.argv("omshell"))
                   for s in pair_lab.servers]  # fmt: skip
-    except failover.OmapiError:
+    except OmapiError:
         return False
     return failover.all_normal(states)
 

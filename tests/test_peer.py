@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from agent.config import Peer
-from agent.daemon.peer import Decision, PeerClient, View, decide, skew_level
+from agent.daemon.gate import Decision, decide
+from agent.daemon.peer import PeerClient, View, skew_level
 
 SHA, OLD = "a" * 40, "b" * 40
 

@@ -6,7 +6,7 @@ import pytest
 
 from agent.engine.render import Layer, check_name, render, variables
 from agent.errors import RenderError
-from agent.source.source import RepoFile
+from agent.source.snapshot import RepoFile
 
 PAIR = RepoFile(
     "pair.toml",

@@ -1,4 +1,4 @@
-"""agent.source.source snapshots: a commit and a checkout give the same files, links refused."""
+"""agent.source.mirror snapshots: a commit and a checkout give the same files, links refused."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from agent.config import Source
 from agent.engine.render import render_pair
 from agent.errors import RenderError
-from agent.source.source import CommitSnapshot, Mirror, WorkTree
+from agent.source.mirror import Mirror
+from agent.source.snapshot import CommitSnapshot, WorkTree
 from tests.conftest import ConfigRepo
 
 

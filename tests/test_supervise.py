@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.engine.reconcile import Node, reconcile
-from agent.servers.dhcpd.service import Supervisor
+from agent.servers.dhcpd.restart import Supervisor
 from tests.agentproc import StartAgent
 from tests.conftest import ConfigRepo, NodeFactory, git
 from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns, wait_until

@@ -28,7 +28,7 @@ from agent.daemon import peer
 from agent.daemon.loop import Loop
 from agent.engine import status
 from agent.servers.dhcpd import failover
-from agent.servers.dhcpd.service import Supervisor
+from agent.servers.dhcpd.restart import Supervisor
 from webhook import body, forges
 from webhook.credentials import Secrets, same
 from webhook.metrics import Metrics

@@ -7,7 +7,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from agent.engine.state import Attempt
-from agent.servers.dhcpd.failover import FailoverState
+from agent.servers.base import PairState
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -61,7 +61,7 @@ class Metrics:
             ["peer", "side", "state"], registry=r,
         )  # fmt: skip
 
-    def observe_pair(self, peer: dict[str, Any] | None, states: list[FailoverState]) -> None:
+    def observe_pair(self, peer: dict[str, Any] | None, states: list[PairState]) -> None:
         if peer is not None:
             self.peer_reachable.set(1 if peer["reachable"] else 0)
             self.peer_same_commit.set(1 if peer["same_commit"] else 0)

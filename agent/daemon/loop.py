@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from agent import tree
-from agent.daemon.peer import PairGate, PeerClient
+from agent.daemon.gate import PairGate
+from agent.daemon.peer import PeerClient
 from agent.engine import lock, recovery, status
 from agent.engine.reconcile import Node, reconcile
 from agent.engine.state import Attempt
 from agent.errors import DhcpGitopsError
-from agent.servers.dhcpd import dhcpconf, failover
-from agent.servers.dhcpd.service import Supervisor
+from agent.servers.dhcpd import conf, failover, omapi
+from agent.servers.dhcpd.restart import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +237,11 @@ class Loop:
         """dhcpd's failover state now, over OMAPI; None when the live config has no failover."""
         cfg, target = self.node.config, self.node.config.deploy.target
         files = {rel: path.read_bytes() for rel, path in tree.files(target)}
-        peers = [f.name for f in dhcpconf.parse(files, cfg.dhcpd.config, str(target)).failovers]
+        peers = [f.name for f in conf.parse(files, cfg.dhcpd.config, str(target)).failovers]
         if not peers:
             return None
         try:
-            states = [failover.from_omapi(name, cfg.dhcpd.omapi_port, omshell=cfg.dhcpd.omshell)
+            states = [omapi.from_omapi(name, cfg.dhcpd.omapi_port, omshell=cfg.dhcpd.omshell)
                       for name in peers]  # fmt: skip
         except DhcpGitopsError as err:
             log.info("failover state not readable yet: %s", err.message)

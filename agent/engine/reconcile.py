@@ -28,10 +28,10 @@ from agent.errors import (
     TrustError,
     ValidateError,
 )
-from agent.servers.dhcpd.service import Service, for_config
-from agent.servers.dhcpd.validate import validate
+from agent.servers.dhcpd.restart import Service, for_config
+from agent.servers.dhcpd.sandbox import validate
+from agent.source.mirror import Commit, Mirror
 from agent.source.signature import Signatures
-from agent.source.source import Commit, Mirror
 
 
 @dataclass

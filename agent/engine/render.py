@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from agent.config import Limits
 from agent.errors import RenderError
-from agent.source.source import RepoFile, Snapshot
+from agent.source.snapshot import RepoFile, Snapshot
 
 TEMPLATE_SUFFIX = ".j2"
 BASE = "dhcp"

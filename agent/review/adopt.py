@@ -26,11 +26,11 @@ from agent import tree
 from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import DhcpGitopsError, RenderError, UsageError
-from agent.review import check
-from agent.servers.dhcpd import dhcpconf
-from agent.servers.dhcpd.dhcpconf import Failover, OutsideInclude
+from agent.review import validate
+from agent.servers.dhcpd import conf
+from agent.servers.dhcpd.conf import Failover, OutsideInclude
 from agent.servers.dhcpd.pair import DEFAULT_PORT
-from agent.source.source import WorkTree
+from agent.source.snapshot import WorkTree
 
 ROLES = ("primary", "secondary")
 AUTHOR = git.Actor("dhcp-gitops import", "dhcp-gitops@localhost")
@@ -136,7 +136,7 @@ def read_side(folder: Path, role: str, options: Options) -> Side:
     files = read_tree(folder)
     if options.main not in files:
         raise UsageError(f"{folder}: no {options.main} (the main config; see --config-file)")
-    parsed = dhcpconf.parse(files, options.main, str(options.target))
+    parsed = conf.parse(files, options.main, str(options.target))
     failover = _the_failover(parsed.failovers, folder, role)
     secrets = tuple(rel for rel, data in files.items() if holds_secret(data))
     if failover.where.file in secrets:
@@ -202,7 +202,7 @@ def holds_secret(data: bytes) -> bool:
     """A `key NAME { ... secret "..."; }` statement (TSIG or OMAPI): not for git."""
     opened: list[str] = []  # the first word of each open block's head
     head: list[str] = []
-    for _, kind, value in dhcpconf.tokens(data.decode("utf-8", "replace")):
+    for _, kind, value in conf.tokens(data.decode("utf-8", "replace")):
         if kind == "punct" and value == "{":
             opened.append(head[0] if head else "")
             head = []
@@ -229,13 +229,13 @@ class Lexeme:
 
     @property
     def value(self) -> str:
-        """As dhcpconf.tokens() gives it: a string without its quotes and escapes."""
+        """As conf.tokens() gives it: a string without its quotes and escapes."""
         if self.kind == "string":
             return re.sub(r"\\(.)", r"\1", self.text[1:].removesuffix('"'), flags=re.DOTALL)
         return self.text
 
 
-# dhcpconf.tokens() with offsets: the same comments, strings, words and punctuation.
+# conf.tokens() with offsets: the same comments, strings, words and punctuation.
 _LEXEME = re.compile(
     r'(?P<comment>\#[^\n]*)|(?P<string>"(?:\\.|[^"\\])*"?)|(?P<word>[\w-][\w.-]*)'
     r"|(?P<space>\s+)|(?P<punct>.)",
@@ -660,7 +660,7 @@ def compare(side: Side, rendered: Mapping[str, bytes], proof: Proof, options: Op
 def failover_differences(side: Side, rendered: Mapping[str, bytes], options: Options) -> list[str]:
     """The parsed declarations field by field, then the text around them, byte for byte."""
     rel = side.failover.where.file
-    found = dhcpconf.parse(rendered, options.main, str(options.target)).failovers
+    found = conf.parse(rendered, options.main, str(options.target)).failovers
     if len(found) != 1 or found[0].where.file != rel:
         return [f"{rel}: the rendered tree declares {len(found)} failover peer(s) "
                 f"({', '.join(_at(f) for f in found)})"]  # fmt: skip
@@ -723,7 +723,7 @@ def run_dhcpd_t(side: Side, rendered: render.Rendered, proof: Proof, options: Op
         return
     files = {**rendered.files, **{rel: side.files[rel] for rel in side.secrets}}
     dhcpd = Dhcpd(binary=options.dhcpd, config=options.main)
-    problems = check.dhcpd_t(render.Rendered(files, rendered.sources), options.target, dhcpd)
+    problems = validate.dhcpd_t(render.Rendered(files, rendered.sources), options.target, dhcpd)
     proof.dhcpd = "dhcpd -t: refused" if problems else "dhcpd -t: ok"
     proof.differences += [f"dhcpd -t: {p}" for p in problems]
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from agent.engine import render
 from agent.errors import RenderError
-from agent.review.check import roles_of
-from agent.servers.dhcpd import dhcpconf, pair
-from agent.source.source import Snapshot
+from agent.review.validate import roles_of
+from agent.servers.dhcpd import conf
+from agent.servers.dhcpd import dangers as pair_dangers
+from agent.source.snapshot import Snapshot
 
 MAX_DIFF_LINES = 400  # per file in the comment; the full diff is one `git diff` away
 
@@ -88,9 +89,9 @@ def warnings(old: dict[str, bytes], new: dict[str, bytes], target: str) -> list[
 
     if not old:
         return []
-    before = dhcpconf.parse(old, "dhcpd.conf", target)
-    after = dhcpconf.parse(new, "dhcpd.conf", target)
-    return pair.dangers(before, after)
+    before = conf.parse(old, "dhcpd.conf", target)
+    after = conf.parse(new, "dhcpd.conf", target)
+    return pair_dangers.dangers(before, after)
 
 
 def _lines(data: bytes | None) -> list[str]:

@@ -22,7 +22,7 @@ from typing import Literal
 from agent import process, tree
 from agent.config import Source
 from agent.errors import CommandError, StepError, TrustError
-from agent.source.source import Mirror
+from agent.source.mirror import Mirror
 
 Format = Literal["gpg", "ssh", "x509"]
 

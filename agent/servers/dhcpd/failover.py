@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from agent.errors import DhcpGitopsError
+from agent.servers.base import PairState
 
 NORMAL = "normal"
 
@@ -59,24 +58,6 @@ STATE_NAMES = {
     11: "conflict-done",
     254: "recover-wait",
 }
-
-OMAPI_PORT = 7911  # dhcpd's and omshell's default
-OMAPI_TIMEOUT = 5.0  # seconds; omshell answers in ~10 ms when dhcpd is up
-KEY_ALGORITHMS = ("hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384",
-                  "hmac-sha512")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class FailoverState:
-    peer: str  # the failover peer's name, as in `failover peer "..."`
-    mine: str  # this server's state, e.g. "normal", "communications-interrupted"
-    partner: str  # the partner's state as this server last heard it
-    mine_since: str | None  # ISO 8601 UTC when convertible, else as dhcpd wrote it
-    partner_since: str | None
-
-
-class OmapiError(DhcpGitopsError):
-    """OMAPI gave no failover state: dhcpd not listening (yet), unknown peer, bad key."""
 
 
 # --- the lease file -----------------------------------------------------------
@@ -111,15 +92,15 @@ class _Record:
             return True
         return _MCLT.fullmatch(line) is not None
 
-    def result(self) -> FailoverState | None:
+    def result(self) -> PairState | None:
         if "my" not in self.states or "partner" not in self.states:
             return None
         mine, mine_since = self.states["my"]
         partner, partner_since = self.states["partner"]
-        return FailoverState(self.peer, mine, partner, mine_since, partner_since)
+        return PairState(self.peer, mine, partner, mine_since, partner_since)
 
 
-def from_lease_file(text: str) -> list[FailoverState]:
+def from_lease_file(text: str) -> list[PairState]:
     """The last complete failover record of each peer in a lease file's text.
 
     The lease file is a log: dhcpd appends a record at each state change and
@@ -130,7 +111,7 @@ def from_lease_file(text: str) -> list[FailoverState]:
     return _last_per_peer(text.splitlines())
 
 
-def read(lease_file: Path) -> list[FailoverState]:
+def read(lease_file: Path) -> list[PairState]:
     """from_lease_file on the file as it is now; [] when there is none (yet).
 
     Read-only, line by line: lease files of large sites run to many megabytes.
@@ -161,14 +142,14 @@ class _Tail:
 
     file: tuple[int, int]  # st_dev, st_ino
     offset: int = 0  # where the first line still to be read (again) starts
-    last: dict[str, FailoverState] = field(default_factory=dict)
+    last: dict[str, PairState] = field(default_factory=dict)
 
 
 _tails: dict[Path, _Tail] = {}
 _tails_lock = threading.Lock()  # /status and /metrics requests run in parallel threads
 
 
-def _scan(lines: BinaryIO, last: dict[str, FailoverState]) -> int:
+def _scan(lines: BinaryIO, last: dict[str, PairState]) -> int:
     """Put the complete records of lines into last; the bytes that need no second read.
 
     A record still open at the end, or a last line without its newline, is
@@ -191,14 +172,14 @@ def _scan(lines: BinaryIO, last: dict[str, FailoverState]) -> int:
     return settled
 
 
-def _last_per_peer(lines: Iterable[str]) -> list[FailoverState]:
-    last: dict[str, FailoverState] = {}
+def _last_per_peer(lines: Iterable[str]) -> list[PairState]:
+    last: dict[str, PairState] = {}
     for state in _records(lines):
         last[state.peer] = state  # a dict keeps the first insertion's place
     return list(last.values())
 
 
-def _records(lines: Iterable[str]) -> Iterator[FailoverState]:
+def _records(lines: Iterable[str]) -> Iterator[PairState]:
     parser = _Parser()
     for line in lines:
         if (done := parser.feed(line)) is not None:
@@ -211,7 +192,7 @@ class _Parser:
     def __init__(self) -> None:
         self.record: _Record | None = None  # the record being read
 
-    def feed(self, raw: str) -> FailoverState | None:
+    def feed(self, raw: str) -> PairState | None:
         """The state of the record this line closes, if it does."""
         line = raw.strip()
         if self.record is not None:
@@ -236,17 +217,17 @@ def _iso_time(at: str) -> str | None:
             year, month, day, hour, minute, second = (int(g) for g in found.groups())
             return datetime(year, month, day, hour, minute, second, tzinfo=UTC).isoformat()
         if found := _EPOCH_TIME.fullmatch(at):
-            return _from_epoch(int(found[1]))
+            return from_epoch(int(found[1]))
     except (ValueError, OverflowError, OSError):
         pass  # a date no calendar has: keep dhcpd's words
     return at
 
 
-def _from_epoch(seconds: int) -> str:
+def from_epoch(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
-def all_normal(states: Sequence[FailoverState]) -> bool:
+def all_normal(states: Sequence[PairState]) -> bool:
     """Every peer normal on both sides; False when there is no state at all.
 
     No state is not "normal": a server that never recorded one has never
@@ -256,146 +237,3 @@ def all_normal(states: Sequence[FailoverState]) -> bool:
 
 
 # --- OMAPI --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OmapiKey:
-    """dhcpd.conf's `omapi-key`: the key's name, its base64 secret, its algorithm."""
-
-    name: str
-    secret: str = field(repr=False)  # never in a repr, a log line or an error
-    algorithm: str = "hmac-md5"  # omshell's default, as dhcpd's
-
-
-# omshell reads words: anything else in a name would change the script it runs.
-_WORD = re.compile(r"[A-Za-z0-9_.:-]+")
-_BASE64 = re.compile(r"[A-Za-z0-9+/]+=*")
-_PEER_NAME = re.compile(r"[^\"\\\x00-\x1f\x7f]+")
-_FIELD = re.compile(r"^(?:> )*(?P<name>[a-z-]+) = (?P<value>.*)$")
-_HEX = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2})*")
-
-
-def from_omapi(
-    peer: str,
-    port: int = OMAPI_PORT,
-    key: OmapiKey | None = None,
-    *,
-    host: str = "127.0.0.1",
-    omshell: Sequence[str] = ("omshell",),
-    timeout: float = OMAPI_TIMEOUT,
-) -> FailoverState:
-    """The state dhcpd is in now for failover peer `peer`, through omshell(1).
-
-    omshell ships with isc-dhcp-server. The script (and the key's secret) goes
-    to its stdin, never its argv. `omshell` is the argv to run it with, e.g.
-    `ip netns exec NS omshell` when dhcpd listens in another network namespace.
-    Raises OmapiError when dhcpd does not answer (not started, no omapi-port,
-    wrong key, unknown peer name).
-    """
-    script = _omshell_script(peer, host, port, key)
-    try:
-        # Not agent.process.run: that one gives its commands no stdin.
-        done = subprocess.run(
-            list(omshell),
-            input=script,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-        )
-    except FileNotFoundError as err:
-        raise OmapiError(f"{omshell[0]}: not found (it comes with isc-dhcp-server)") from err
-    except subprocess.TimeoutExpired as err:
-        raise OmapiError(f"OMAPI on {host}:{port}: no answer within {timeout:g} s") from err
-    fields = _omshell_fields(done.stdout)
-    try:
-        return _omapi_state(peer, fields)
-    except OmapiError as err:
-        said = _omshell_complaint(done.stdout + done.stderr, key)
-        raise OmapiError(f"OMAPI on {host}:{port}, failover peer {peer!r}: {said}") from err
-
-
-def _omshell_script(peer: str, host: str, port: int, key: OmapiKey | None) -> str:
-    if not _PEER_NAME.fullmatch(peer):
-        raise OmapiError(f"failover peer name {peer!r} cannot be asked through omshell")
-    if not _WORD.fullmatch(host):
-        raise OmapiError(f"OMAPI host {host!r} is not an address or a host name")
-    if not 0 < port < 65536:
-        raise OmapiError(f"OMAPI port {port} is not a TCP port")
-    lines = [f"server {host}", f"port {port}"]
-    if key is not None:
-        lines += _key_lines(key)
-    lines += ["connect", "new failover-state", f'set name = "{peer}"', "open"]
-    return "\n".join(lines) + "\n"
-
-
-def _key_lines(key: OmapiKey) -> list[str]:
-    if not _WORD.fullmatch(key.name):
-        raise OmapiError(f"OMAPI key name {key.name!r} cannot be given to omshell")
-    if not _BASE64.fullmatch(key.secret):
-        raise OmapiError(f"the secret of OMAPI key {key.name!r} is not base64")  # not shown
-    if key.algorithm.lower() not in KEY_ALGORITHMS:
-        raise OmapiError(f"OMAPI key algorithm {key.algorithm!r} is not one omshell knows")
-    return [f"key {key.name} {key.secret}", f"key-algorithm {key.algorithm}"]
-
-
-def _omshell_fields(output: str) -> dict[str, bytes]:
-    """`name = value` lines: colon-separated hex, or "text" when every byte prints."""
-    fields: dict[str, bytes] = {}
-    for line in output.splitlines():
-        if found := _FIELD.match(line):
-            value = _omshell_value(found["value"].strip())
-            if value is not None:
-                fields[found["name"]] = value
-    return fields
-
-
-def _omshell_value(text: str) -> bytes | None:
-    if _HEX.fullmatch(text):
-        return bytes.fromhex(text.replace(":", ""))
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        return text[1:-1].encode("latin-1", errors="replace")
-    return None  # "<null>" and the like
-
-
-def _omapi_state(peer: str, fields: dict[str, bytes]) -> FailoverState:
-    try:
-        mine, partner = fields["local-state"], fields["partner-state"]
-    except KeyError:
-        raise OmapiError("no failover state in omshell's answer") from None
-    return FailoverState(
-        peer=peer,
-        mine=_state_name(mine),
-        partner=_state_name(partner),
-        mine_since=_stos(fields.get("local-stos")),
-        partner_since=_stos(fields.get("partner-stos")),
-    )
-
-
-def _state_name(value: bytes) -> str:
-    code = int.from_bytes(value, "big")
-    return STATE_NAMES.get(code, f"unknown-state-{code}")
-
-
-def _stos(value: bytes | None) -> str | None:
-    """Start time of state: seconds since the epoch, big-endian."""
-    if not value:
-        return None
-    try:
-        return _from_epoch(int.from_bytes(value, "big"))
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-def _omshell_complaint(output: str, key: OmapiKey | None) -> str:
-    """omshell's last words without its prompts, e.g. "can't open object: not found"."""
-    lines = [line.lstrip("> ").strip() for line in output.splitlines()]
-    said = next((line for line in reversed(lines) if _is_complaint(line)), "no answer")
-    if key is not None:
-        said = said.replace(key.secret, "***")  # omshell does not echo it; be sure
-    return said
-
-
-def _is_complaint(line: str) -> bool:
-    return bool(line) and not line.startswith("obj:") and _FIELD.match(line) is None

@@ -20,7 +20,7 @@ from agent import fault, process
 from agent.config import Dhcpd
 from agent.errors import CommandError, ServiceError
 from agent.servers.dhcpd.leases import LeaseSnapshot
-from agent.servers.dhcpd.validate import meaningful
+from agent.servers.dhcpd.sandbox import meaningful
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,8 @@ that dhcpd cannot make (it sees one file). Findings come out as
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tempfile
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -21,9 +18,9 @@ from agent import tree
 from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import Problem, RenderError, ValidateError
-from agent.servers.dhcpd import dhcpconf, pair
-from agent.servers.dhcpd.validate import validate
-from agent.source.source import Snapshot
+from agent.servers.dhcpd import conf, pair
+from agent.servers.dhcpd.sandbox import validate
+from agent.source.snapshot import Snapshot
 
 Severity = Literal["error", "warning"]
 
@@ -89,7 +86,7 @@ def dhcpd_t(rendered: render.Rendered, target: Path, dhcpd: Dhcpd) -> list[Probl
 
 def pair_findings(rendered: dict[str, render.Rendered], target: Path, main: str) -> list[Finding]:
     """The checks dhcpd cannot make: each side alone, then the two sides against each other."""
-    parsed = {role: dhcpconf.parse(r.files, main, str(target)) for role, r in rendered.items()}
+    parsed = {role: conf.parse(r.files, main, str(target)) for role, r in rendered.items()}
     # validate() already refused includes that leave the target, with the same rule.
     parsed = {role: replace(c, includes_outside=()) for role, c in parsed.items()}
     problems = [p for role, c in parsed.items() for p in pair.check_one(c, role)]
@@ -114,53 +111,6 @@ def _merged(findings: list[Finding]) -> list[Finding]:
         seen = merged.get(key)
         merged[key] = f if seen is None else Finding(f"{seen.role}, {f.role}", f.problem)
     return list(merged.values())
-
-
-# --- output -----------------------------------------------------------------
-
-
-def as_text(findings: Iterable[Finding]) -> str:
-    return "".join(f"{_where(f)}: {f.severity}: [{f.role}] {f.message}\n" for f in findings)
-
-
-def as_github(findings: Iterable[Finding]) -> str:
-    """GitHub workflow commands: each finding annotates its file and line in the PR."""
-    lines = []
-    for f in findings:
-        props = f"file={_gh_prop(f.path)}" + (f",line={f.problem.line}" if f.problem.line else "")
-        lines.append(f"::{f.severity} {props},title={_gh_prop('dhcp-gitops ' + f.role)}"
-                     f"::{_gh_data(f.message)}")  # fmt: skip
-    return "".join(line + "\n" for line in lines)
-
-
-def as_gitlab(findings: Iterable[Finding]) -> str:
-    """A GitLab code-quality report (artifacts: reports: codequality)."""
-    report = [
-        {
-            "description": f"[{f.role}] {f.message}",
-            "check_name": "dhcp-gitops",
-            "fingerprint": hashlib.sha256(f"{f.role}{f.path}{f.message}".encode()).hexdigest(),
-            "severity": "major" if f.severity == "error" else "minor",
-            "location": {"path": f.path, "lines": {"begin": f.problem.line or 1}},
-        }
-        for f in findings
-    ]
-    return json.dumps(report, indent=2) + "\n"
-
-
-FORMATS = {"text": as_text, "github": as_github, "gitlab": as_gitlab}
-
-
-def _where(f: Finding) -> str:
-    return f"{f.path}:{f.problem.line}" if f.problem.line else f.path
-
-
-def _gh_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _gh_prop(text: str) -> str:
-    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _pair_table(snapshot: Snapshot, pair: str) -> dict[str, dict[str, object]]:

@@ -1,4 +1,4 @@
-"""agent.servers.dhcpd.validate: dhcpd's errors parsed, includes confined, and the real dhcpd -t
+"""agent.servers.dhcpd.sandbox: dhcpd's errors parsed, includes confined, and the real dhcpd -t
 reading exactly the staged bytes at their live paths."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from agent import tree
 from agent.config import Dhcpd
 from agent.errors import ValidateError
-from agent.servers.dhcpd.validate import includes, outside_includes, parse_errors, validate
+from agent.servers.dhcpd.sandbox import includes, outside_includes, parse_errors, validate
 
 DHCPD_OUTPUT = """\
 Internet Systems Consortium DHCP Server 4.4.3-P1

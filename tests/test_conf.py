@@ -1,10 +1,10 @@
-"""agent.servers.dhcpd.dhcpconf: the structure of a rendered tree, as the pair checks need it."""
+"""agent.servers.dhcpd.conf: the structure of a rendered tree, as the pair checks need it."""
 
 from __future__ import annotations
 
 import pytest
 
-from agent.servers.dhcpd.dhcpconf import (
+from agent.servers.dhcpd.conf import (
     MAX_INCLUDES,
     DhcpConfig,
     Failover,

@@ -17,7 +17,7 @@ from pathlib import Path
 from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, Problem, ValidateError
-from agent.servers.dhcpd.dhcpconf import inside_target, tokens
+from agent.servers.dhcpd.conf import inside_target, tokens
 
 # Binds $1 over $2 in the new mount namespace, enters $2 (relative includes
 # resolve against the working directory, as for the supervised dhcpd), runs the rest.

@@ -1,0 +1,100 @@
+"""The seam: what the engine, the daemon and the review commands need of a DHCP server.
+
+Everything specific to one server software (its config language, how it is
+validated in the sandbox, the rules a pair of it must keep, how a new config
+is applied, its health and failover or HA state) sits behind `Server`. A new
+backend is one subpackage of agent/servers/ with a `Server` class, and one
+value of `[node] server` naming it (agent/servers/__init__.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from agent.errors import Problem
+
+Files = Mapping[str, bytes]  # a rendered tree: path relative to the target -> bytes
+
+
+@dataclass(frozen=True)
+class PairState:
+    """The pair relationship as this server sees it: dhcpd's failover, Kea's HA."""
+
+    peer: str  # the relationship's name, e.g. `failover peer "..."`
+    mine: str  # this server's state, e.g. "normal", "communications-interrupted"
+    partner: str  # the partner's state as this server last heard it
+    mine_since: str | None  # ISO 8601 UTC when convertible, else as the server wrote it
+    partner_since: str | None
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether the server runs, as far as the agent can tell with its apply mode."""
+
+    mode: str  # how a config is applied: "supervise", "command", "none", ...
+    running: bool | None = None  # None: not ours to watch (the system runs it)
+    pid: int | None = None
+
+
+class Language(Protocol):
+    """The server's config language, pure: rendered files in, findings out."""
+
+    @property
+    def main(self) -> str:
+        """The main config file, relative to the target (dhcpd.conf)."""
+
+    def validate(self, stage: Path, target: Path, sources: Mapping[str, str]) -> None:
+        """ValidateError naming file and line if the staged tree would not load, read
+        where only the stage is visible, at the paths it will have live."""
+
+    def pair_problems(self, rendered: Mapping[str, Files], target: str) -> list[Problem]:
+        """What the server cannot see in one config: each role alone, then the two
+        against each other. rendered: role -> files. A Problem's file is
+        "<role>:<path in the target>"."""
+
+    def is_warning(self, problem: Problem) -> bool:
+        """A finding that does not stop a deploy."""
+
+    def dangers(self, before: Files, after: Files, target: str) -> list[str]:
+        """Changes that pass every check but hurt a running pair, for `plan`."""
+
+
+class Server(Language, Protocol):
+    """One running server: its language, and how a new config goes live on it."""
+
+    def restart(self) -> None:
+        """Make the server load the live tree; RestartError if that fails outright."""
+
+    def verify(self) -> None:
+        """Wait the health timeout; RestartError if the server did not stay up."""
+
+    def roll_back(self) -> str:
+        """Restart on the old tree after a failed start; say what was restored."""
+
+    def accept(self) -> None:
+        """The deploy is kept: forget what a roll_back would have restored."""
+
+    def recover(self) -> None:
+        """After a crash cut a deploy short: the server runs the live tree again."""
+
+    def start(self) -> None:
+        """At agent start: run the live tree if the agent runs the server itself."""
+
+    def revive(self) -> str | None:
+        """A supervised server that died between deploys is started again: what it
+        last said; None when nothing had to be done."""
+
+    def stop(self) -> None:
+        """Stop a server the agent runs itself; leave the system's alone."""
+
+    def health(self) -> Health: ...
+
+    def pair_states(self) -> list[PairState]:
+        """What the server last recorded of its pair relationships (cheap: for /status)."""
+
+    def pair_normal(self) -> bool | None:
+        """Whether every pair relationship is back to normal now, asked of the running
+        server; None when the live config has none."""
