@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import git
 
-from agent import __version__, config
+from agent import __version__, config, servers
 from agent.engine import lock, reconcile, status
 from agent.engine.state import Attempt
 from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
@@ -220,8 +220,8 @@ def _review_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    dhcpd = config.Dhcpd(binary=args.dhcpd, config=args.config_file)
-    findings = validate.check(WorkTree(args.dir.resolve()), args.path, args.target, dhcpd)
+    language = servers.language("dhcpd", args.config_file, args.dhcpd)
+    findings = validate.check(WorkTree(args.dir.resolve()), args.path, args.target, language)
     sys.stdout.write(FORMATS[args.format](findings))
     sys.stdout.flush()  # the summary on stderr comes after the findings
     errors = sum(f.severity == "error" for f in findings)
@@ -237,7 +237,8 @@ def _plan(args: argparse.Namespace) -> int:
         shas = [repo.commit(rev).hexsha for rev in (args.base, args.head)]
     except (git.GitError, git.BadName, ValueError) as err:
         raise UsageError(f"plan: {err}") from err
-    result = plan.plan(before, after, args.path, args.target, *shas)
+    language = servers.language("dhcpd", args.config_file)
+    result = plan.plan(before, after, args.path, args.target, language, *shas)
     sys.stdout.write(plan.markdown(result))
     return 1 if result.changed else 0
 

@@ -19,6 +19,8 @@ from agent.errors import ConfigError
 DEFAULT_PATH = Path("/etc/dhcp-gitops/agent.toml")
 
 Role = Literal["primary", "secondary", "standalone"]
+# The DHCP server software this node runs: one subpackage of agent/servers/ each.
+ServerKind = Literal["dhcpd"]
 Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 # TOML arrays arrive as lists; frozen config keeps them as tuples.
@@ -29,9 +31,12 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-class Node(_Section):
+class NodeConfig(_Section):
+    """[node]: who this server is in its pair, and which DHCP server software it runs."""
+
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     role: Role
+    server: ServerKind = "dhcpd"
 
 
 class Source(_Section):
@@ -186,7 +191,7 @@ class Peer(_Section):
 
 
 class AgentConfig(_Section):
-    node: Node
+    node: NodeConfig
     source: Source
     deploy: Deploy = Deploy()
     dhcpd: Dhcpd = Dhcpd()

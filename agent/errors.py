@@ -18,7 +18,7 @@
         ├── PublishError            the exchange of the staged tree and the target
         ├── PeerError               the peer kept this node from restarting (retried)
         │   └── PeerRefused         the primary refused or rolled back this commit
-        ├── ServiceError            restart or health check failed
+        ├── RestartError            restart or health check failed
         └── RolledBack              verify failed; the previous tree is live again
 
 Messages are for the user: they say what is live now, never a secret.
@@ -128,7 +128,7 @@ class PeerRefused(PeerError):
     pass
 
 
-class ServiceError(StepError):
+class RestartError(StepError):
     step = "restart"
 
 

@@ -18,7 +18,7 @@ TIMED_OUT = -9  # CommandError.returncode when the command ran out of time (it w
 
 
 @dataclass(frozen=True)
-class Result:
+class Completed:
     argv: list[str]
     returncode: int
     stdout: str
@@ -33,7 +33,7 @@ def run(
     timeout: float = 120,
     check: bool = True,
     input: str | None = None,
-) -> Result:
+) -> Completed:
     """Run argv to completion; raise CommandError on a non-zero exit when check is set.
 
     input goes to the command's stdin (a script with a secret in it stays out of argv);
@@ -59,7 +59,7 @@ def run(
         raise CommandError(args, NOT_FOUND, "", f"{args[0]}: not found") from err
     except subprocess.TimeoutExpired as err:
         raise CommandError(args, TIMED_OUT, "", f"timed out after {timeout:g} s") from err
-    result = Result(args, done.returncode, done.stdout, done.stderr)
+    result = Completed(args, done.returncode, done.stdout, done.stderr)
     if check and done.returncode != 0:
         raise CommandError(args, done.returncode, done.stdout, done.stderr)
     return result

@@ -14,7 +14,7 @@ import pytest
 from agent import config
 from agent.engine.reconcile import Node
 from agent.review.template import template_dir
-from agent.servers.dhcpd.restart import Service
+from agent.servers.base import Server
 
 # Fixture modules: the agent process, network namespaces, ssh and https remotes,
 # the SMTP and HTTP receivers of notifications, and the failover pair's hosts.
@@ -129,7 +129,7 @@ def make_node(tmp_path: Path, repo: ConfigRepo) -> NodeFactory:
     def make(
         name: str = "dhcp1",
         role: str = "primary",
-        service: Service | None = None,
+        server: Server | None = None,
         **sections: Mapping[str, Any],
     ) -> Node:
         home = tmp_path / name
@@ -148,7 +148,7 @@ def make_node(tmp_path: Path, repo: ConfigRepo) -> NodeFactory:
             tables.setdefault(section, {}).update(keys)
         path = home / "agent.toml"
         path.write_text(toml_text(tables))
-        return Node.from_config(config.load(path), service)
+        return Node.from_config(config.load(path), server)
 
     return make
 

@@ -15,9 +15,10 @@ import pytest
 
 from agent.engine import render
 from agent.errors import Problem
+from agent.servers.base import WARNING, is_warning, split_file
 from agent.servers.dhcpd.conf import DhcpConfig, parse
 from agent.servers.dhcpd.dangers import dangers
-from agent.servers.dhcpd.pair import WARNING, check, check_one, is_warning, split_file
+from agent.servers.dhcpd.pair import check, check_one
 from agent.source.snapshot import RepoFile
 
 ROLES = ("primary", "secondary")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.engine.reconcile import Node, reconcile
+from agent.servers import dhcpd
 from agent.servers.dhcpd.restart import Supervisor
 from tests.agentproc import StartAgent
 from tests.conftest import ConfigRepo, NodeFactory, git
@@ -50,13 +51,14 @@ def node(make_node: NodeFactory, lan: Lan, tmp_path: Path) -> Iterator[Node]:
     try:
         yield n
     finally:
-        n.service.stop()  # before lan's teardown, which would SIGKILL it
+        n.server.stop()  # before lan's teardown, which would SIGKILL it
         assert not dhcpd_pids_using(str(tmp_path)), "a dhcpd of this test survived stop()"
 
 
 def supervisor(node: Node) -> Supervisor:
-    assert isinstance(node.service, Supervisor)
-    return node.service
+    assert isinstance(node.server, dhcpd.Server)
+    assert isinstance(node.server.restarter, Supervisor)
+    return node.server.restarter
 
 
 def dhcpd_pid(node: Node) -> int:

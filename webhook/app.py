@@ -27,8 +27,6 @@ from agent import __version__
 from agent.daemon import peer
 from agent.daemon.loop import Loop
 from agent.engine import status
-from agent.servers.dhcpd import failover
-from agent.servers.dhcpd.restart import Supervisor
 from webhook import body, forges
 from webhook.credentials import Secrets, same
 from webhook.metrics import Metrics
@@ -279,17 +277,16 @@ def status_document(rt: Runtime) -> dict[str, Any]:
     doc["server_time"] = datetime.now(UTC).isoformat(timespec="seconds")
     doc["server_time_unix"] = time.time()  # the peer measures clock skew with it
     doc["peer"] = peer.report(loop.peer, (doc["deployed"] or {}).get("sha"))
-    doc["failover"] = [vars(s) for s in failover.read(loop.node.config.dhcpd.lease_file)]
+    doc["failover"] = [vars(s) for s in loop.node.server.pair_states()]
     return doc
 
 
 def dhcpd_health(loop: Loop) -> dict[str, Any]:
-    svc = loop.node.service
-    mode = loop.node.config.dhcpd.restart
-    if not isinstance(svc, Supervisor):
-        return {"mode": mode}
-    pid = svc.proc.pid if svc.alive() and svc.proc else None
-    return {"mode": mode, "running": svc.alive(), "pid": pid,
+    """The server's health for /status: a supervised one's pid, and how often it died."""
+    health = loop.node.server.health()
+    if health.running is None:
+        return {"mode": health.mode}
+    return {"mode": health.mode, "running": health.running, "pid": health.pid,
             "unexpected_restarts": loop.progress.dhcpd_restarts}  # fmt: skip
 
 
@@ -314,5 +311,5 @@ def refresh_gauges(rt: Runtime) -> None:
     deployed = state.deployed
     rt.metrics.observe_pair(
         peer.report(rt.loop.peer, deployed.sha if deployed else None),
-        failover.read(node.config.dhcpd.lease_file),
+        node.server.pair_states(),
     )

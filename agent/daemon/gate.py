@@ -19,7 +19,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from agent.daemon.peer import RESTARTING, PeerClient, View
-from agent.errors import PeerError, PeerRefused, ServiceError
+from agent.errors import PeerError, PeerRefused, RestartError
 
 
 class Decision(Enum):
@@ -98,7 +98,7 @@ class PairGate:
         deadline = time.monotonic() + self.failover_timeout
         while self.failover_normal() not in (True, None):
             if time.monotonic() >= deadline:
-                raise ServiceError(
+                raise RestartError(
                     f"failover did not return to normal within {self.failover_timeout:g} s "
                     "of the restart, though the peer is up"
                 )

@@ -17,15 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from agent import tree
 from agent.daemon.gate import PairGate
 from agent.daemon.peer import PeerClient
 from agent.engine import lock, recovery, status
 from agent.engine.reconcile import Node, reconcile
 from agent.engine.state import Attempt
 from agent.errors import DhcpGitopsError
-from agent.servers.dhcpd import conf, failover, omapi
-from agent.servers.dhcpd.restart import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +109,7 @@ class Loop:
 
     def start(self) -> None:
         self._recover()
-        self._start_dhcpd_on_live_tree()
+        self.node.server.start()
         self.trigger("start-up")
         self._thread.start()
         if self.peer.configured:
@@ -125,7 +122,7 @@ class Loop:
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self.node.service.stop()
+        self.node.server.stop()
 
     # --- the worker -------------------------------------------------------
 
@@ -228,25 +225,10 @@ class Loop:
         cfg = self.node.config
         if not self.peer.configured or cfg.node.role not in ("primary", "secondary"):
             return None
+        server = self.node.server
         return PairGate(
-            cfg.node.role, self.peer, cfg.dhcpd.failover_timeout, self._failover_normal,
-            self._stopped,
-        )  # fmt: skip
-
-    def _failover_normal(self) -> bool | None:
-        """dhcpd's failover state now, over OMAPI; None when the live config has no failover."""
-        cfg, target = self.node.config, self.node.config.deploy.target
-        files = {rel: path.read_bytes() for rel, path in tree.files(target)}
-        peers = [f.name for f in conf.parse(files, cfg.dhcpd.config, str(target)).failovers]
-        if not peers:
-            return None
-        try:
-            states = [omapi.from_omapi(name, cfg.dhcpd.omapi_port, omshell=cfg.dhcpd.omshell)
-                      for name in peers]  # fmt: skip
-        except DhcpGitopsError as err:
-            log.info("failover state not readable yet: %s", err.message)
-            return False
-        return failover.all_normal(states)
+            cfg.node.role, self.peer, server.pair_timeout, server.pair_normal, self._stopped
+        )
 
     def _watch_peer(self) -> None:
         """Refresh /status's view of the peer; deploys look at it live through the gate."""
@@ -266,23 +248,13 @@ class Loop:
         except (DhcpGitopsError, OSError) as err:  # the first reconcile tries again, and says
             log.error("recovery at start-up: %s", err)
 
-    def _start_dhcpd_on_live_tree(self) -> None:
-        svc = self.node.service
-        target = self.node.config.deploy.target / self.node.config.dhcpd.config
-        if isinstance(svc, Supervisor) and target.is_file() and not svc.alive():
-            with contextlib.suppress(DhcpGitopsError):
-                svc.start()
-
     def _watch_dhcpd(self) -> None:
-        """Bring back a supervised dhcpd that died between deploys (not during one)."""
-        svc = self.node.service
-        if not isinstance(svc, Supervisor) or svc.proc is None or svc.alive():
-            return
-        said = "\n".join(list(svc.output)[-5:])
-        log.error("dhcpd exited unexpectedly; starting it again. It said:\n%s", said)
-        self.progress.dhcpd_restarts += 1
-        with contextlib.suppress(DhcpGitopsError):
-            svc.start()
+        """Bring back a supervised server that died between deploys (not during one)."""
+        said = self.node.server.revive()
+        if said is not None:
+            log.error("%s exited unexpectedly; started it again. It said:\n%s",
+                      self.node.server.name, said)  # fmt: skip
+            self.progress.dhcpd_restarts += 1
 
     @property
     def is_running(self) -> bool:

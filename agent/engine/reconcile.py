@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
-from agent import fault, tree
+from agent import fault, servers, tree
 from agent.config import AgentConfig, Result
 from agent.engine import lock, publish, recovery, render, stage
 from agent.engine.releases import Releases
@@ -22,14 +22,13 @@ from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
     PeerRefused,
     RenderError,
+    RestartError,
     RolledBack,
-    ServiceError,
     StepError,
     TrustError,
     ValidateError,
 )
-from agent.servers.dhcpd.restart import Service, for_config
-from agent.servers.dhcpd.sandbox import validate
+from agent.servers.base import Server
 from agent.source.mirror import Commit, Mirror
 from agent.source.signature import Signatures
 
@@ -40,18 +39,18 @@ class Node:
 
     config: AgentConfig
     mirror: Mirror
-    service: Service
+    server: Server
     workspace: stage.Workspace
     store: Store
     releases: Releases
 
     @classmethod
-    def from_config(cls, config: AgentConfig, svc: Service | None = None) -> Node:
+    def from_config(cls, config: AgentConfig, server: Server | None = None) -> Node:
         deploy = config.deploy
         return cls(
             config=config,
             mirror=Mirror(config.source, deploy.state_dir, config.limits),
-            service=svc or for_config(config.dhcpd, deploy.target, deploy.state_dir),
+            server=server or servers.for_config(config),
             workspace=stage.Workspace(deploy.target),
             store=Store(deploy.state_dir),
             releases=Releases(deploy.state_dir, deploy.keep_releases),
@@ -72,7 +71,7 @@ class Pairing(Protocol):
         """Block until this node may restart onto sha; PeerRefused or PeerError if not."""
 
     def after_restart(self) -> None:
-        """ServiceError when the pair did not come back (failover not normal in time)."""
+        """RestartError when the pair did not come back (failover not normal in time)."""
 
 
 class Steps:
@@ -177,7 +176,7 @@ def _deploy(
             stage.build(ws, rendered.files, node.preserve)
             publish.ensure_target(ws.target)
         with step("validate"):
-            validate(ws.stage, ws.target, node.config.dhcpd, rendered.sources)
+            node.server.validate(ws.stage, ws.target, rendered.sources)
         fault.point("after-validate")
         if pairing is not None:
             with step("peer"):
@@ -191,7 +190,7 @@ def _deploy(
         publish.swap_in(ws, digest)
     _restart_or_roll_back(node, step, pairing)
     with step("record"):
-        node.service.accept()
+        node.server.accept()
         publish.keep_previous(ws)
         node.releases.save(commit.sha, rendered.files)
         _record_live(node, state, commit, digest, pin, moved=True)
@@ -267,34 +266,35 @@ def _restart_or_roll_back(node: Node, step: Steps, pairing: Pairing | None) -> N
     failing = "restart"
     try:
         with step("restart"):
-            node.service.restart()
+            node.server.restart()
         failing = "verify"
         with step("verify"):
-            node.service.verify()
+            node.server.verify()
             if pairing is not None:
                 pairing.after_restart()
-    except ServiceError as err:
+    except RestartError as err:
         with step("rollback"):
             _roll_back(node, err, failing)
 
 
-def _roll_back(node: Node, cause: ServiceError, failing: str) -> NoReturn:
+def _roll_back(node: Node, cause: RestartError, failing: str) -> NoReturn:
+    name = node.server.name
     publish.swap_back(node.workspace)
     fault.point("during-rollback")  # the old tree live again, dhcpd not restarted on it
     try:
-        restored = node.service.roll_back()
+        restored = node.server.roll_back()
         fault.point("during-rollback")  # dhcpd starting on the old tree
-        node.service.verify()
-    except ServiceError as again:
+        node.server.verify()
+    except RestartError as again:
         raise RolledBack(
-            "dhcpd did not come back on the new config; the previous tree is live again, "
-            f"but dhcpd did not come back on it either: {again.message}\n"
+            f"{name} did not come back on the new config; the previous tree is live again, "
+            f"but {name} did not come back on it either: {again.message}\n"
             f"on the new config: {cause.message}",
             step=failing,
         ) from again
     raise RolledBack(
-        "dhcpd did not come back on the new config, so the previous tree is live again "
-        f"and dhcpd runs on it{'; ' + restored if restored else ''}.\n{cause.message}",
+        f"{name} did not come back on the new config, so the previous tree is live again "
+        f"and {name} runs on it{'; ' + restored if restored else ''}.\n{cause.message}",
         step=failing,
     ) from cause
 

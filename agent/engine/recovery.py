@@ -66,6 +66,6 @@ def _undo_unrecorded_exchange(node: Node, journal: str) -> None:
 
 def _recover_service(node: Node) -> None:
     try:
-        node.service.recover()
+        node.server.recover()
     except DhcpGitopsError as err:  # the reconcile that follows restarts it again
         log.error("dhcpd after the interrupted deploy: %s", err.message)

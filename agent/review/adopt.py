@@ -22,8 +22,7 @@ from typing import Any, TextIO
 
 import git
 
-from agent import tree
-from agent.config import Dhcpd
+from agent import servers, tree
 from agent.engine import render
 from agent.errors import DhcpGitopsError, RenderError, UsageError
 from agent.review import validate
@@ -722,8 +721,9 @@ def run_dhcpd_t(side: Side, rendered: render.Rendered, proof: Proof, options: Op
         proof.dhcpd = f"dhcpd -t skipped: {cannot}"
         return
     files = {**rendered.files, **{rel: side.files[rel] for rel in side.secrets}}
-    dhcpd = Dhcpd(binary=options.dhcpd, config=options.main)
-    problems = validate.dhcpd_t(render.Rendered(files, rendered.sources), options.target, dhcpd)
+    language = servers.language("dhcpd", options.main, options.dhcpd)
+    staged = render.Rendered(files, rendered.sources)
+    problems = validate.server_check(staged, options.target, language)
     proof.dhcpd = "dhcpd -t: refused" if problems else "dhcpd -t: ok"
     proof.differences += [f"dhcpd -t: {p}" for p in problems]
 

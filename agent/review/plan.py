@@ -15,8 +15,7 @@ from pathlib import Path
 from agent.engine import render
 from agent.errors import RenderError
 from agent.review.validate import roles_of
-from agent.servers.dhcpd import conf
-from agent.servers.dhcpd import dangers as pair_dangers
+from agent.servers.base import Language
 from agent.source.snapshot import Snapshot
 
 MAX_DIFF_LINES = 400  # per file in the comment; the full diff is one `git diff` away
@@ -47,16 +46,31 @@ class Plan:
         return any(r.changed for r in self.roles)
 
 
-def plan(before: Snapshot, after: Snapshot, pair: str, target: Path, base: str, head: str) -> Plan:
+def plan(
+    before: Snapshot,
+    after: Snapshot,
+    pair: str,
+    target: Path,
+    language: Language,
+    base: str,
+    head: str,
+) -> Plan:
     roles = []
     for role, node in roles_of(after, pair):
-        roles.append(role_plan(before, after, pair, role, node, str(target)))
+        roles.append(role_plan(before, after, pair, (role, node), str(target), language))
     return Plan(base=base, head=head, pair=pair, roles=roles)
 
 
 def role_plan(
-    before: Snapshot, after: Snapshot, pair: str, role: str, node: str, target: str
+    before: Snapshot,
+    after: Snapshot,
+    pair: str,
+    who: tuple[str, str],
+    target: str,
+    language: Language,
 ) -> RolePlan:
+    """One role's diff and dangers; who is (role, node name)."""
+    role, node = who
     result = RolePlan(role=role, node=node)
     try:
         new = render.render_pair(after, pair, role, node, target)
@@ -68,7 +82,7 @@ def role_plan(
     except RenderError:
         old = {}  # the base did not render (or the pair is new): everything is added
     result.diffs = diffs(old, new.files)
-    result.warnings = warnings(old, new.files, target)
+    result.warnings = language.dangers(old, new.files, target) if old else []
     return result
 
 
@@ -82,16 +96,6 @@ def diffs(old: dict[str, bytes], new: dict[str, bytes]) -> dict[str, list[str]]:
         label_b = f"b/{path}" if path in new else "/dev/null"
         changed[path] = list(difflib.unified_diff(a, b, label_a, label_b, lineterm=""))
     return changed
-
-
-def warnings(old: dict[str, bytes], new: dict[str, bytes], target: str) -> list[str]:
-    """Changes that hurt a running pair; filled in from the parsed failover and pools."""
-
-    if not old:
-        return []
-    before = conf.parse(old, "dhcpd.conf", target)
-    after = conf.parse(new, "dhcpd.conf", target)
-    return pair_dangers.dangers(before, after)
 
 
 def _lines(data: bytes | None) -> list[str]:

@@ -1,8 +1,8 @@
 """`dhcp-gitops validate`: a pair folder checked before it reaches any server.
 
-Every role is rendered exactly as its agent would render it, `dhcpd -t` runs on
-each (in a private mount namespace, as on the servers), then the pair checks
-that dhcpd cannot make (it sees one file). Findings come out as
+Every role is rendered exactly as its agent would render it, the server's own
+validator runs on each (`dhcpd -t`, in the same sandbox as on the servers),
+then the pair checks that the server cannot make (it sees one config). Findings come out as
 `file:line: message`, GitHub workflow annotations or a GitLab code-quality report.
 """
 
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import tempfile
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from agent import tree
-from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import Problem, RenderError, ValidateError
-from agent.servers.dhcpd import conf, pair
-from agent.servers.dhcpd.sandbox import validate
+from agent.servers.base import WARNING, Language, is_warning, split_file
 from agent.source.snapshot import Snapshot
 
 Severity = Literal["error", "warning"]
@@ -32,7 +30,7 @@ class Finding:
 
     @property
     def severity(self) -> Severity:
-        return "warning" if pair.is_warning(self.problem) else "error"
+        return "warning" if is_warning(self.problem) else "error"
 
     @property
     def path(self) -> str:
@@ -40,7 +38,7 @@ class Finding:
 
     @property
     def message(self) -> str:
-        return self.problem.message.removeprefix(pair.WARNING)
+        return self.problem.message.removeprefix(WARNING)
 
 
 def roles_of(snapshot: Snapshot, pair: str) -> list[tuple[str, str]]:
@@ -54,12 +52,13 @@ def roles_of(snapshot: Snapshot, pair: str) -> list[tuple[str, str]]:
     return [("standalone", "standalone")]
 
 
-def check(snapshot: Snapshot, pair: str, target: Path, dhcpd: Dhcpd) -> list[Finding]:
-    """Every finding for the pair folder: render, dhcpd -t per role, then the pair checks."""
+def check(snapshot: Snapshot, pair: str, target: Path, language: Language) -> list[Finding]:
+    """Every finding for the pair folder: render, the server's validator per role, then
+    the pair checks."""
     if not target.is_dir():
-        missing = Problem(str(target), None, f"{target} does not exist here: dhcpd -t reads "
-                          "includes at their live paths. Install isc-dhcp-server (it makes "
-                          "/etc/dhcp) or name another folder with --target")  # fmt: skip
+        missing = Problem(str(target), None, f"{target} does not exist here: {language.name} "
+                          "reads includes at their live paths. Install the server's package "
+                          "(it makes the folder) or name another folder with --target")  # fmt: skip
         return [Finding("all", missing)]
     findings: list[Finding] = []
     rendered: dict[str, render.Rendered] = {}
@@ -69,35 +68,34 @@ def check(snapshot: Snapshot, pair: str, target: Path, dhcpd: Dhcpd) -> list[Fin
         except RenderError as err:
             findings += [Finding(role, p) for p in err.problems]
             continue
-        findings += [Finding(role, p) for p in dhcpd_t(rendered[role], target, dhcpd)]
-    return findings + pair_findings(rendered, target, dhcpd.config)
+        findings += [Finding(role, p) for p in server_check(rendered[role], target, language)]
+    return findings + pair_findings(rendered, target, language)
 
 
-def dhcpd_t(rendered: render.Rendered, target: Path, dhcpd: Dhcpd) -> list[Problem]:
+def server_check(rendered: render.Rendered, target: Path, language: Language) -> list[Problem]:
+    """The server's own validator on one role's rendered tree, staged in a temporary dir."""
     with tempfile.TemporaryDirectory(prefix="dhcp-gitops-validate-") as tmp:
         stage = Path(tmp) / "stage"
         tree.write(stage, rendered.files)
         try:
-            validate(stage, target, dhcpd, rendered.sources)
+            language.validate(stage, target, rendered.sources)
         except ValidateError as err:
             return err.problems
     return []
 
 
-def pair_findings(rendered: dict[str, render.Rendered], target: Path, main: str) -> list[Finding]:
-    """The checks dhcpd cannot make: each side alone, then the two sides against each other."""
-    parsed = {role: conf.parse(r.files, main, str(target)) for role, r in rendered.items()}
-    # validate() already refused includes that leave the target, with the same rule.
-    parsed = {role: replace(c, includes_outside=()) for role, c in parsed.items()}
-    problems = [p for role, c in parsed.items() for p in pair.check_one(c, role)]
-    if "primary" in parsed and "secondary" in parsed:
-        problems += pair.check(parsed["primary"], parsed["secondary"])
+def pair_findings(
+    rendered: dict[str, render.Rendered], target: Path, language: Language
+) -> list[Finding]:
+    """The checks the server cannot make: each side alone, then the two against each other."""
+    files = {role: r.files for role, r in rendered.items()}
+    problems = language.pair_problems(files, str(target))
     return _merged([_sourced(p, rendered) for p in problems])
 
 
 def _sourced(problem: Problem, rendered: dict[str, render.Rendered]) -> Finding:
     """pair names files "<role>:<path in the target>"; annotations need the repo file."""
-    role, rel = pair.split_file(problem.file)
+    role, rel = split_file(problem.file)
     source = rendered[role].sources.get(rel) if role in rendered else None
     located = Problem(rel, problem.line, problem.message, problem.context, source)
     return Finding(role, located)

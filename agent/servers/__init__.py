@@ -1,2 +1,35 @@
-"""The DHCP servers behind the seam: everything one server software needs (its config
-language, validation, pair rules, apply, health) lives in one subpackage here."""
+"""The DHCP servers behind the seam (agent.servers.base): one subpackage per server software.
+
+    servers/
+    ├── base.py        Server and Language: what the engine, the daemon and the
+    │                  review commands may ask of a server; PairState, Health
+    └── dhcpd/         ISC dhcpd (config language, `dhcpd -t` in the sandbox,
+                       failover pair rules, restarts, leases, OMAPI)
+
+A backend is one subpackage with a `Server` and a `Language` class, named by
+one value of `[node] server` (agent.config.ServerKind); nothing else changes.
+"""
+
+from __future__ import annotations
+
+from agent.config import AgentConfig, Dhcpd
+from agent.errors import UsageError
+from agent.servers import dhcpd
+from agent.servers.base import Language, Server
+
+BACKENDS = ("dhcpd",)  # the values of [node] server, each a subpackage here
+
+
+def for_config(config: AgentConfig) -> Server:
+    """The server this node runs, as its agent.toml describes it."""
+    deploy = config.deploy
+    return dhcpd.Server(config.dhcpd, deploy.target, deploy.state_dir)
+
+
+def language(kind: str, main: str | None = None, binary: str | None = None) -> Language:
+    """A server's config language for the review commands, which run without agent.toml:
+    main is the main config file (relative to the target), binary the validator."""
+    if kind not in BACKENDS:
+        raise UsageError(f"unknown server {kind!r}: one of {', '.join(BACKENDS)}")
+    defaults = Dhcpd()
+    return dhcpd.Language(Dhcpd(config=main or defaults.config, binary=binary or defaults.binary))

@@ -17,6 +17,17 @@ from typing import Protocol
 from agent.errors import Problem
 
 Files = Mapping[str, bytes]  # a rendered tree: path relative to the target -> bytes
+WARNING = "warning: "  # a Problem whose message starts so does not stop a deploy
+
+
+def is_warning(problem: Problem) -> bool:
+    return problem.message.startswith(WARNING)
+
+
+def split_file(file: str) -> tuple[str, str]:
+    """("secondary", "dhcpd.failover") from a pair Problem's "secondary:dhcpd.failover"."""
+    role, _, path = file.partition(":")
+    return role, path
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,10 @@ class Language(Protocol):
     """The server's config language, pure: rendered files in, findings out."""
 
     @property
+    def name(self) -> str:
+        """The server software as users know it, for messages: "dhcpd"."""
+
+    @property
     def main(self) -> str:
         """The main config file, relative to the target (dhcpd.conf)."""
 
@@ -55,15 +70,16 @@ class Language(Protocol):
         against each other. rendered: role -> files. A Problem's file is
         "<role>:<path in the target>"."""
 
-    def is_warning(self, problem: Problem) -> bool:
-        """A finding that does not stop a deploy."""
-
     def dangers(self, before: Files, after: Files, target: str) -> list[str]:
         """Changes that pass every check but hurt a running pair, for `plan`."""
 
 
 class Server(Language, Protocol):
     """One running server: its language, and how a new config goes live on it."""
+
+    @property
+    def pair_timeout(self) -> float:
+        """Seconds the pair has to be back to normal after a restart (0: not checked)."""
 
     def restart(self) -> None:
         """Make the server load the live tree; RestartError if that fails outright."""

@@ -1,1 +1,18 @@
-"""ISC dhcpd: dhcpd.conf's language, `dhcpd -t`, failover pair rules, restarts, leases."""
+"""ISC dhcpd: dhcpd.conf's language, `dhcpd -t` in the sandbox, failover pair rules,
+restarts, the lease file and OMAPI.
+
+    dhcpd/
+    ├── server.py     Server and Language: the seam's dhcpd side
+    ├── conf.py       dhcpd.conf parsed as far as the pair checks need
+    ├── sandbox.py    the include check, then the real `dhcpd -t` on the staged bytes
+    ├── pair.py       the rules a failover pair keeps, which `dhcpd -t` cannot see
+    ├── dangers.py    changes that pass every check but hurt a running pair (plan)
+    ├── restart.py    supervise, command or none; health
+    ├── leases.py     the lease file kept across a failed restart
+    ├── failover.py   failover state as dhcpd records it in the lease file
+    └── omapi.py      failover state now, over OMAPI (omshell)
+"""
+
+from agent.servers.dhcpd.server import Language, Server
+
+__all__ = ["Language", "Server"]

@@ -19,23 +19,13 @@ import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from agent.errors import Problem
+from agent.servers.base import WARNING
 from agent.servers.dhcpd.conf import DhcpConfig, Failover, Pool, Where
 
-WARNING = "warning: "
 DEFAULT_PORT = 647  # dhcpd.conf(5): port and peer port default to the IANA failover port
 ROLES = ("primary", "secondary")
 
 IPv4 = ipaddress.IPv4Address
-
-
-def split_file(file: str) -> tuple[str, str]:
-    """("secondary", "dhcpd.failover") from "secondary:dhcpd.failover"."""
-    role, _, path = file.partition(":")
-    return role, path
-
-
-def is_warning(problem: Problem) -> bool:
-    return problem.message.startswith(WARNING)
 
 
 def check_one(config: DhcpConfig, role: str) -> list[Problem]:

@@ -1,4 +1,5 @@
-"""Restarting dhcpd and checking that it came back: supervise, command or none."""
+"""How a new dhcpd.conf goes live: dhcpd restarted (supervised, or by a command) or not at
+all, then checked that it came back."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import Protocol
 
 from agent import fault, process
 from agent.config import Dhcpd
-from agent.errors import CommandError, ServiceError
+from agent.errors import CommandError, RestartError
+from agent.servers.base import Health
 from agent.servers.dhcpd.leases import LeaseSnapshot
 from agent.servers.dhcpd.sandbox import meaningful
 
@@ -28,12 +30,12 @@ STOP_GRACE = 10.0  # seconds dhcpd gets to exit on SIGTERM before SIGKILL
 OUTPUT_LINES = 200
 
 
-class Service(Protocol):
+class Restarter(Protocol):
     def restart(self) -> None:
-        """Make dhcpd load the live tree; raise ServiceError if that fails outright."""
+        """Make dhcpd load the live tree; raise RestartError if that fails outright."""
 
     def verify(self) -> None:
-        """Wait health_timeout; raise ServiceError if dhcpd did not stay up."""
+        """Wait health_timeout; raise RestartError if dhcpd did not stay up."""
 
     def roll_back(self) -> str:
         """Restart dhcpd on the old tree after a failed start; say what was restored."""
@@ -43,6 +45,15 @@ class Service(Protocol):
 
     def recover(self) -> None:
         """After a crash cut a deploy short: dhcpd runs the live tree (recovered) again."""
+
+    def run_live(self) -> None:
+        """At agent start: dhcpd runs the live tree, if the agent runs dhcpd itself."""
+
+    def revive(self) -> str | None:
+        """A dhcpd of ours that died between deploys starts again: what it last said;
+        None when nothing had to be done."""
+
+    def health(self) -> Health: ...
 
     def stop(self) -> None: ...
 
@@ -72,7 +83,7 @@ class Supervisor:
             # Not even spawned is a failed start like any other: the caller rolls back,
             # instead of leaving the new tree live and unrecorded with dhcpd down.
             where = f" ({err.filename})" if err.filename else ""
-            raise ServiceError(f"cannot start dhcpd: {err.strerror}{where}") from err
+            raise RestartError(f"cannot start dhcpd: {err.strerror}{where}") from err
 
     def _spawn(self) -> None:
         self._stop_stray()
@@ -170,10 +181,31 @@ class Supervisor:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def run_live(self) -> None:
+        if (self.target / self.dhcpd.config).is_file() and not self.alive():
+            self._start_logged()
+
+    def revive(self) -> str | None:
+        if self.proc is None or self.alive():
+            return None  # never started (no live tree yet), or running
+        said = "\n".join(list(self.output)[-5:])
+        self._start_logged()
+        return said
+
+    def _start_logged(self) -> None:
+        try:
+            self.start()
+        except RestartError as err:  # the next reconcile restarts it, and says why
+            log.error("%s", err.message)
+
+    def health(self) -> Health:
+        pid = self.proc.pid if self.proc is not None and self.alive() else None
+        return Health(mode="supervise", running=self.alive(), pid=pid)
+
     def verify(self) -> None:
         proc = self.proc
         if proc is None:
-            raise ServiceError("dhcpd is not running")
+            raise RestartError("dhcpd is not running")
         try:
             code = proc.wait(self.dhcpd.health_timeout)
         except subprocess.TimeoutExpired:
@@ -182,10 +214,10 @@ class Supervisor:
             self.reader.join(timeout=2)  # dhcpd's last words may still be in the pipe
         said = "\n".join(meaningful(list(self.output))[-20:])
         within = f"{self.dhcpd.health_timeout:g} s"
-        raise ServiceError(f"dhcpd exited with {code} within {within}:\n{said}")
+        raise RestartError(f"dhcpd exited with {code} within {within}:\n{said}")
 
 
-class CommandService:
+class CommandRestart:
     """dhcpd managed by the system: restart_command, then health_command if given."""
 
     def __init__(self, dhcpd: Dhcpd) -> None:
@@ -195,7 +227,7 @@ class CommandService:
         try:
             process.run(self.dhcpd.restart_command, timeout=120)
         except CommandError as err:
-            raise ServiceError(f"restart failed: {err.message}\n{_output(err)}") from err
+            raise RestartError(f"restart failed: {err.message}\n{_output(err)}") from err
 
     def verify(self) -> None:
         time.sleep(self.dhcpd.health_timeout)
@@ -211,6 +243,15 @@ class CommandService:
     def recover(self) -> None:
         """The system's dhcpd may run the tree the crash left half deployed: restart it."""
         self.restart()
+
+    def run_live(self) -> None:
+        """dhcpd is not ours to start."""
+
+    def revive(self) -> str | None:
+        return None
+
+    def health(self) -> Health:
+        return Health(mode="command")
 
     def stop(self) -> None:
         """dhcpd belongs to the system, not to us."""
@@ -239,15 +280,24 @@ class NoRestart:
     def recover(self) -> None:
         """Nothing to restart."""
 
+    def run_live(self) -> None:
+        """dhcpd is not ours to start."""
+
+    def revive(self) -> str | None:
+        return None
+
+    def health(self) -> Health:
+        return Health(mode="none")
+
     def stop(self) -> None:
         """Nothing to stop."""
 
 
-def for_config(dhcpd: Dhcpd, target: Path, state_dir: Path) -> Service:
+def restarter_for(dhcpd: Dhcpd, target: Path, state_dir: Path) -> Restarter:
     if dhcpd.restart == "supervise":
         return Supervisor(dhcpd, target, state_dir)
     if dhcpd.restart == "command":
-        return CommandService(dhcpd)
+        return CommandRestart(dhcpd)
     return NoRestart(dhcpd)
 
 
@@ -257,7 +307,7 @@ def _health_check(dhcpd: Dhcpd) -> None:
     try:
         process.run(dhcpd.health_command, timeout=60)
     except CommandError as err:
-        raise ServiceError(f"health check failed: {err.message}\n{_output(err)}") from err
+        raise RestartError(f"health check failed: {err.message}\n{_output(err)}") from err
 
 
 def _terminate(proc: subprocess.Popen[str]) -> None:

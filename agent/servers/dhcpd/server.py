@@ -1,0 +1,105 @@
+"""ISC dhcpd behind the seam: agent.servers.base.Server, from the [dhcpd] section."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from agent import tree
+from agent.config import Dhcpd
+from agent.errors import DhcpGitopsError, Problem
+from agent.servers.base import Files, Health, PairState
+from agent.servers.dhcpd import conf, dangers, failover, omapi, pair, sandbox
+from agent.servers.dhcpd.restart import Restarter, restarter_for
+
+log = logging.getLogger(__name__)
+
+
+class Language:
+    """dhcpd.conf as the review commands and the engine see it: pure but for `dhcpd -t`."""
+
+    name = "dhcpd"
+
+    def __init__(self, dhcpd: Dhcpd) -> None:
+        self.dhcpd = dhcpd
+
+    @property
+    def main(self) -> str:
+        return self.dhcpd.config
+
+    def validate(self, stage: Path, target: Path, sources: Mapping[str, str]) -> None:
+        sandbox.validate(stage, target, self.dhcpd, sources)
+
+    def pair_problems(self, rendered: Mapping[str, Files], target: str) -> list[Problem]:
+        parsed = {role: conf.parse(files, self.main, target) for role, files in rendered.items()}
+        # validate() already refused includes that leave the target, with the same rule.
+        parsed = {role: replace(c, includes_outside=()) for role, c in parsed.items()}
+        problems = [p for role, c in parsed.items() for p in pair.check_one(c, role)]
+        if "primary" in parsed and "secondary" in parsed:
+            problems += pair.check(parsed["primary"], parsed["secondary"])
+        return problems
+
+    def dangers(self, before: Files, after: Files, target: str) -> list[str]:
+        old, new = (conf.parse(files, self.main, target) for files in (before, after))
+        return dangers.dangers(old, new)
+
+
+class Server(Language):
+    """One dhcpd, applied to by `restart`: supervised, by a command, or not at all."""
+
+    def __init__(
+        self, dhcpd: Dhcpd, target: Path, state_dir: Path, restarter: Restarter | None = None
+    ) -> None:
+        super().__init__(dhcpd)
+        self.target = target
+        self.restarter = restarter or restarter_for(dhcpd, target, state_dir)
+
+    @property
+    def pair_timeout(self) -> float:
+        return self.dhcpd.failover_timeout
+
+    def restart(self) -> None:
+        self.restarter.restart()
+
+    def verify(self) -> None:
+        self.restarter.verify()
+
+    def roll_back(self) -> str:
+        return self.restarter.roll_back()
+
+    def accept(self) -> None:
+        self.restarter.accept()
+
+    def recover(self) -> None:
+        self.restarter.recover()
+
+    def stop(self) -> None:
+        self.restarter.stop()
+
+    def start(self) -> None:
+        self.restarter.run_live()
+
+    def revive(self) -> str | None:
+        return self.restarter.revive()
+
+    def health(self) -> Health:
+        return self.restarter.health()
+
+    def pair_states(self) -> list[PairState]:
+        return failover.read(self.dhcpd.lease_file)
+
+    def pair_normal(self) -> bool | None:
+        """Failover over OMAPI, for every peer the live config declares."""
+        files = {rel: path.read_bytes() for rel, path in tree.files(self.target)}
+        peers = [f.name for f in conf.parse(files, self.main, str(self.target)).failovers]
+        if not peers:
+            return None
+        d = self.dhcpd
+        try:
+            states = [omapi.from_omapi(name, d.omapi_port, omshell=d.omshell) for name in peers]
+        except DhcpGitopsError as err:
+            log.info("failover state not readable yet: %s", err.message)
+            return False
+        return failover.all_normal(states)
