@@ -1,7 +1,7 @@
 # dhcp-gitops agent with ISC dhcpd in one image. The agent is the main process
 # and runs dhcpd as its child: the config in /etc/dhcp-gitops/agent.toml must
 # say [dhcpd] restart = "supervise" (there is no systemd in the container).
-# Run it with host networking, CAP_NET_RAW and CAP_SYS_ADMIN: see README, "Container".
+# Run it with host networking, CAP_NET_RAW and CAP_SYS_ADMIN: see docs/operations.md, "Container".
 #
 #   docker build -t dhcp-gitops:dev .
 #   podman build --format docker -t dhcp-gitops:dev .      (keeps the HEALTHCHECK)
@@ -49,7 +49,8 @@ RUN set -eu; \
     fi; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        isc-dhcp-server git iproute2 util-linux mount python3 ca-certificates; \
+        isc-dhcp-server git openssh-client gnupg iproute2 util-linux mount python3 \
+        ca-certificates; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old; \
     if [ -n "$guard" ]; then rm -f "$guard"; fi

@@ -155,12 +155,14 @@ def command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
     cfg = config.load(args.config)
-    if deploying and cfg.dhcpd.restart == "supervise":
+    node = reconcile.Node.from_config(cfg)
+    name = node.server.name
+    if deploying and node.server.health().mode == "supervise":
         raise ConfigError(
-            f'{cfg.file}: [dhcpd] restart = "supervise" makes dhcpd a child of the running '
+            f'{cfg.file}: [{name}] restart = "supervise" makes {name} a child of the running '
             "agent (dhcp-gitops agent); a one-shot command cannot supervise it"
         )
-    return reconcile.Node.from_config(cfg)
+    return node
 
 
 def _sync(args: argparse.Namespace) -> int:

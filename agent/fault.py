@@ -1,7 +1,7 @@
 """Fault points: named places in a reconcile where a test can SIGKILL the agent.
 
 Why this exists: the design promises that a crash at any instant leaves a
-complete tree live and that the next start recovers (README, "Crash safety").
+complete tree live and that the next start recovers (docs/internals.md, "Crash safety").
 An exception cannot test that promise: it runs `finally` blocks and context
 managers, which a power cut or the OOM killer never do. A real SIGKILL of our
 own process can, at exactly the place named, and tests/crashlab.py does it

@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from fastapi import HTTPException
 
-from webhook import forges
+from webhook import forges, signatures
 from webhook.app import require_token
 
 SECRET = b"bench-webhook-secret-0a1b2c3d"
@@ -70,7 +70,7 @@ def provider_check(provider: str) -> Check:
     header, _ = RIGHT[provider]
 
     def check(value: str) -> None:
-        with contextlib.suppress(forges.WebhookError):
+        with contextlib.suppress(signatures.WebhookError):
             forges.check_signature(provider, {header: value}, BODY, SECRET)
 
     return check

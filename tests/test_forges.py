@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from webhook.forges import PROVIDERS, Delivery, WebhookError, check_signature, parse
+from webhook.forges import PROVIDERS, Delivery, check_signature, parse
+from webhook.signatures import WebhookError
 
 PAYLOADS = Path(__file__).parent / "payloads"
 SECRET = b"It's a Secret to Everybody"  # the secret of GitHub's documented test vector

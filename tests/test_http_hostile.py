@@ -54,6 +54,7 @@ from tests.conftest import ConfigRepo, toml_text
 from tests.receivers import free_port
 from webhook import credentials, forges
 from webhook.app import require_token
+from webhook.signatures import WebhookError
 
 MAX_BODY = 64 * 1024
 BODY_TIMEOUT = 3.0  # seconds; short, so that the slow-body tests end soon
@@ -452,7 +453,7 @@ def test_every_signature_check_is_one_compare_digest_on_equal_lengths(
         try:
             forges.check_signature(provider, {header.lower(): value}, body, SECRET.encode())
             passed = True
-        except forges.WebhookError as error:
+        except WebhookError as error:
             assert error.status == 403
             passed = False
         assert passed == accepted, value

@@ -137,7 +137,7 @@ def test_clients_keep_being_served_through_five_deploys(
     pair_lab: PairLab, start_pair: StartPair, repo: ConfigRepo, tmp_path: Path
 ) -> None:
     """perfdhcp at 50 new clients a second while 5 commits deploy one after the other.
-    Measured and reported (tmp_path/continuity.json), not asserted: see the README."""
+    Measured and reported (tmp_path/continuity.json), not asserted: see docs/development.md."""
     pair = start(start_pair)
     wait(lambda: omapi_normal(pair_lab), 60, "failover normal after start")
     seconds = 40.0

@@ -164,6 +164,18 @@ def test_plan_warns_of_dangerous_changes(
     assert any(warning in w for w in warnings), done.stdout
 
 
+def test_plan_reads_the_main_file_named_by_config_file(repo: ConfigRepo) -> None:
+    """A pair whose main config is not dhcpd.conf still gets the warnings of its pair."""
+    repo.write("dhcp/main.conf.j2", repo.read("dhcp/dhcpd.conf.j2"))
+    (repo.work / "dhcp/dhcpd.conf.j2").unlink()
+    repo.commit("The main file is main.conf")
+    repo.replace("pair.toml", 'name = "dhcp-failover"', 'name = "dhcp-fo2"')
+    repo.commit("Rename the failover peer")
+    done = cli("plan", "HEAD~1", "HEAD", str(repo.work), "--config-file", "main.conf")
+    assert done.returncode == 1
+    assert 'the failover peer "dhcp-failover" is renamed "dhcp-fo2"' in done.stdout, done.stdout
+
+
 def test_plan_of_a_commit_that_does_not_render(repo: ConfigRepo) -> None:
     repo.replace("dhcp/dhcpd.failover.j2", "{{ pair.failover.mclt }}", "{{ pair.failover.nope }}")
     repo.commit("Broken template")

@@ -1,4 +1,5 @@
-"""No secret in any output (DESIGN invariant 5): a whole run of an agent, every output searched.
+"""No secret in any output (docs/design.md, invariant 5): a whole run of an agent, every
+output searched.
 
 One real agent, with secrets it could leak: a webhook secret and an API token
 in files, an SMTP password for a real aiosmtpd server (STARTTLS and AUTH), and

@@ -30,6 +30,7 @@ from agent.engine import status
 from webhook import body, forges
 from webhook.credentials import Secrets, same
 from webhook.metrics import Metrics
+from webhook.signatures import WebhookError
 
 REPLAY_MEMORY = 1000  # delivery ids remembered to ignore a forge's redelivery
 
@@ -221,7 +222,7 @@ def handle_webhook(
     try:
         forges.check_signature(provider, headers, raw, rt.secrets.webhook)
         delivery = forges.parse(provider, headers, raw)
-    except forges.WebhookError as err:
+    except WebhookError as err:
         raise HTTPException(err.status, err.message) from err
     if not rt.first_delivery(provider, delivery.delivery_id):
         return 200, "duplicate delivery ignored"

@@ -4,7 +4,7 @@ Pure functions, no I/O: the route reads the request, calls check_signature()
 on the raw body first and parse() only after it passed. Every refusal is a
 WebhookError whose .status the route answers with; its message names the
 header or the payload field at fault, never the secret or the signature we
-expected (DESIGN invariant 5).
+expected (docs/design.md, invariant 5).
 
     provider   proof of the secret                   event header     delivery id header
     github     X-Hub-Signature-256: sha256=<hmac>    X-GitHub-Event   X-GitHub-Delivery
@@ -24,16 +24,14 @@ own first.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, cast
+from typing import Literal, cast
 from urllib.parse import parse_qs
 
-from webhook import credentials
+from webhook.signatures import Check, HmacHeader, TokenHeader, WebhookError, first_header
 
 PROVIDERS: tuple[str, ...] = ("github", "gitea", "forgejo", "gitlab", "bitbucket", "generic")
 
@@ -50,88 +48,6 @@ class Delivery:
     branch: str | None  # push: the branch, "refs/heads/" removed; None for tags and non-pushes
     sha: str | None  # push: the new head; None: branch deleted, a tag, or no head named
     delivery_id: str | None  # the forge's delivery id header, for replay detection
-
-
-class WebhookError(Exception):
-    """A delivery refused: .status is the HTTP answer (400, 401, 403 or 404)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-# --- signatures ---------------------------------------------------------------
-
-
-class _Check(Protocol):
-    """Raises WebhookError unless the headers prove the secret; `names` are the headers read."""
-
-    @property
-    def names(self) -> tuple[str, ...]: ...
-
-    @property
-    def proof(self) -> str: ...  # what the header carries, for the API's docs
-
-    def __call__(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> None: ...
-
-
-@dataclass(frozen=True)
-class _HmacHeader:
-    """The hex HMAC-SHA256 of the body, in the first of `names` that is present."""
-
-    names: tuple[str, ...]
-    prefix: str = ""
-    prefix_required: bool = False
-    proof: str = "the HMAC-SHA256 of the body"
-
-    def __call__(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> None:
-        name, value = _required_header(headers, self.names)
-        given = self._hex_part(value)
-        if not _same(given, hmac.new(secret, body, hashlib.sha256).hexdigest()):
-            raise WebhookError(403, f"{name} does not match the body signed with our secret")
-
-    def _hex_part(self, value: str) -> str:
-        # "" when a required prefix is missing: it can never equal a digest.
-        value = value.strip().lower()
-        if value.startswith(self.prefix):
-            return value[len(self.prefix) :]
-        return "" if self.prefix_required else value
-
-
-@dataclass(frozen=True)
-class _TokenHeader:
-    """GitLab sends the secret itself: it proves the sender, not the body."""
-
-    names: tuple[str, ...]
-    proof: str = "the secret itself"
-
-    def __call__(self, headers: Mapping[str, str], body: bytes, secret: bytes) -> None:
-        name, value = _required_header(headers, self.names)
-        if not _same(value, secret):
-            raise WebhookError(403, f"{name} does not match our secret")
-
-
-def _same(given: str, expected: str | bytes) -> bool:
-    """credentials.same() on the header's text: constant time, blind to the secret's length."""
-    mine = expected if isinstance(expected, bytes) else expected.encode()
-    return credentials.same(given.encode("utf-8", "surrogatepass"), mine)
-
-
-def _required_header(headers: Mapping[str, str], names: Sequence[str]) -> tuple[str, str]:
-    found = _first_header(headers, names)
-    if found is None:
-        raise WebhookError(401, f"missing {' or '.join(names)} header")
-    return found
-
-
-def _first_header(headers: Mapping[str, str], names: Sequence[str]) -> tuple[str, str] | None:
-    """The first of `names` with a non-blank value; Gitea sends a blank one without a secret."""
-    for name in names:
-        value = headers.get(name.lower(), "")
-        if value.strip():
-            return name, value
-    return None
 
 
 # --- payload fields -----------------------------------------------------------
@@ -338,7 +254,7 @@ def _generic_sha(payload: _JsonObject) -> str | None:
 
 @dataclass(frozen=True)
 class _Forge:
-    check: _Check
+    check: Check
     event_headers: tuple[str, ...]  # () for generic: every delivery is a push
     handlers: Mapping[str, _Handler]  # event header value -> handler; others are "other"
     delivery_headers: tuple[str, ...]
@@ -348,25 +264,25 @@ _GITEA_HANDLERS: Mapping[str, _Handler] = {"push": _ref_push}
 
 _FORGES: Mapping[str, _Forge] = {
     "github": _Forge(
-        check=_HmacHeader(("X-Hub-Signature-256",), "sha256=", prefix_required=True),
+        check=HmacHeader(("X-Hub-Signature-256",), "sha256=", prefix_required=True),
         event_headers=("X-GitHub-Event",),
         handlers={"push": _ref_push, "ping": _ping},
         delivery_headers=("X-GitHub-Delivery",),
     ),
     "gitea": _Forge(
-        check=_HmacHeader(("X-Gitea-Signature", "X-Forgejo-Signature")),
+        check=HmacHeader(("X-Gitea-Signature", "X-Forgejo-Signature")),
         event_headers=("X-Gitea-Event", "X-Forgejo-Event"),
         handlers=_GITEA_HANDLERS,
         delivery_headers=("X-Gitea-Delivery", "X-Forgejo-Delivery"),
     ),
     "forgejo": _Forge(
-        check=_HmacHeader(("X-Forgejo-Signature", "X-Gitea-Signature")),
+        check=HmacHeader(("X-Forgejo-Signature", "X-Gitea-Signature")),
         event_headers=("X-Forgejo-Event", "X-Gitea-Event"),
         handlers=_GITEA_HANDLERS,
         delivery_headers=("X-Forgejo-Delivery", "X-Gitea-Delivery"),
     ),
     "gitlab": _Forge(
-        check=_TokenHeader(("X-Gitlab-Token",)),
+        check=TokenHeader(("X-Gitlab-Token",)),
         event_headers=("X-Gitlab-Event",),
         # GitLab's test button sends a Push Hook too: there is no ping.
         handlers={
@@ -377,7 +293,7 @@ _FORGES: Mapping[str, _Forge] = {
         delivery_headers=("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID"),
     ),
     "bitbucket": _Forge(
-        check=_HmacHeader(("X-Hub-Signature",), "sha256=", prefix_required=True),
+        check=HmacHeader(("X-Hub-Signature",), "sha256=", prefix_required=True),
         event_headers=("X-Event-Key",),
         handlers={
             "repo:push": _bitbucket_cloud_push,
@@ -387,7 +303,7 @@ _FORGES: Mapping[str, _Forge] = {
         delivery_headers=("X-Request-UUID", "X-Request-Id"),
     ),
     "generic": _Forge(
-        check=_HmacHeader(("X-Signature",), "sha256="),
+        check=HmacHeader(("X-Signature",), "sha256="),
         event_headers=(),
         handlers={"": _generic_push},
         delivery_headers=("X-Delivery-Id",),
@@ -405,7 +321,7 @@ def _forge(provider: str) -> _Forge:
 def _event_name(headers: Mapping[str, str], forge: _Forge) -> str:
     if not forge.event_headers:
         return ""
-    found = _first_header(headers, forge.event_headers)
+    found = first_header(headers, forge.event_headers)
     if found is None:
         raise WebhookError(400, f"missing {' or '.join(forge.event_headers)} header")
     return found[1].strip()
@@ -431,7 +347,7 @@ def parse(provider: str, headers: Mapping[str, str], body: bytes) -> Delivery:
     forge = _forge(provider)
     handler = forge.handlers.get(_event_name(headers, forge), _other)
     event, branch, sha = handler(headers, body)
-    found = _first_header(headers, forge.delivery_headers)
+    found = first_header(headers, forge.delivery_headers)
     delivery_id = found[1].strip() if found else None
     return Delivery(provider, event, branch, sha, delivery_id)
 
