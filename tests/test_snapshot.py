@@ -10,7 +10,7 @@ from agent.config import Source
 from agent.engine.render import render_pair
 from agent.errors import RenderError
 from agent.source.source import CommitSnapshot, Mirror, WorkTree
-from tests.conftest import ConfigRepo
+from lab.repo import ConfigRepo
 
 
 def commit_snapshot(tmp_path: Path, repo: ConfigRepo) -> CommitSnapshot:
