@@ -23,15 +23,9 @@ from pathlib import Path
 
 import pytest
 
-LOCALHOST = "127.0.0.1"
+from lab.ports import LOOPBACK, free_port
+
 START_TIMEOUT = 10.0  # seconds a server gets to come up before the fixture gives up
-
-
-def free_port() -> int:
-    """A port nobody listens on now (the kernel picks it; a race is possible but rare)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOCALHOST, 0))
-        return int(s.getsockname()[1])
 
 
 def require(binary: str) -> None:
@@ -69,7 +63,7 @@ class SshServer:
     home: Path
 
     def url(self, bare: Path) -> str:
-        return f"ssh://root@{LOCALHOST}:{self.port}{bare}"
+        return f"ssh://root@{LOOPBACK}:{self.port}{bare}"
 
     def new_key(self, name: str) -> Path:
         """Another key pair in tmp, unknown to this server (a stranger or an impostor)."""
@@ -77,7 +71,7 @@ class SshServer:
 
     def known_hosts_line(self, key: Path | None = None) -> str:
         """The known_hosts entry for this server, with its own host key or another one."""
-        return f"[{LOCALHOST}]:{self.port} {public_key(key or self.host_key)}\n"
+        return f"[{LOOPBACK}]:{self.port} {public_key(key or self.host_key)}\n"
 
     def known_hosts(self, text: str | None = None) -> Path:
         """A known_hosts file in tmp: the server's real entry unless text is given."""
@@ -91,7 +85,7 @@ def _sshd_config(home: Path, port: int, host_key: Path, authorized: Path) -> Pat
     # test's own files are the whole trust. StrictModes is off because tmp_path
     # folders are not laid out the way sshd wants for a home directory.
     text = f"""\
-ListenAddress {LOCALHOST}:{port}
+ListenAddress {LOOPBACK}:{port}
 HostKey {host_key}
 PidFile {home / "sshd.pid"}
 AuthorizedKeysFile {authorized}
@@ -188,7 +182,7 @@ class HttpsServer:
 
     def url(self, bare: Path, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None and password is not None else ""
-        return f"https://{auth}{LOCALHOST}:{self.port}/{bare.relative_to(self.root)}"
+        return f"https://{auth}{LOOPBACK}:{self.port}/{bare.relative_to(self.root)}"
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
@@ -199,8 +193,8 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
     conf = folder / "openssl.cnf"
     conf.write_text(
         "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n"
-        f"[dn]\nCN = {LOCALHOST}\n"
-        f"[ext]\nbasicConstraints = critical, CA:TRUE\nsubjectAltName = IP:{LOCALHOST}\n"
+        f"[dn]\nCN = {LOOPBACK}\n"
+        f"[ext]\nbasicConstraints = critical, CA:TRUE\nsubjectAltName = IP:{LOOPBACK}\n"
     )
     run(
         "openssl", "req", "-x509", "-config", str(conf), "-newkey", "ec",
@@ -319,7 +313,7 @@ def https_git(tmp_path: Path) -> Iterator[HttpsServer]:
     cert, key = make_cert(folder)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server = _GitHttpServer((LOCALHOST, 0), GitHandler)
+    server = _GitHttpServer((LOOPBACK, 0), GitHandler)
     # The handshake runs lazily in the handler thread, so a client that stalls or
     # refuses the certificate never blocks the accept loop.
     server.socket = context.wrap_socket(
@@ -343,7 +337,7 @@ def https_git(tmp_path: Path) -> Iterator[HttpsServer]:
 def mute_port() -> Iterator[int]:
     """A 127.0.0.1 port that accepts connections and never sends a byte."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind((LOCALHOST, 0))
+    listener.bind((LOOPBACK, 0))
     listener.listen(8)
     listener.settimeout(0.1)
     held: list[socket.socket] = []

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from agent import __version__
-from tests.conftest import ConfigRepo, NodeFactory, git
-from tests.receivers import free_port
+from lab.ports import free_port
+from lab.repo import ConfigRepo, git
+from tests.conftest import NodeFactory
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 

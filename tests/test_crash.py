@@ -19,10 +19,12 @@ import pytest
 
 from agent import fault, tree
 from agent.engine.state import Attempt, Store, now
-from tests.agentproc import EXE, StartAgent
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.agent import EXE
+from lab.netns import Lan, NetLab, make_lan
+from lab.proc import dhcpd_pids_using, wait_until
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory, StartAgent, require_netns
 from tests.crashlab import POINTS, CrashLab, Point, table
-from tests.netns import Lan, NetLab, dhcpd_pids_using, make_lan, require_netns, wait_until
 
 TRIALS = int(os.environ.get("CRASH_TRIALS", "2"))
 SEED = int(os.environ.get("CRASH_SEED", str(random.randrange(1 << 32))))  # noqa: S311

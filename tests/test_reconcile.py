@@ -18,7 +18,8 @@ from agent import tree
 from agent.engine import lock, status
 from agent.engine.reconcile import Node, reconcile
 from agent.errors import LockBusy
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
 
 
 @pytest.fixture(autouse=True)

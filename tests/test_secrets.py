@@ -35,16 +35,12 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-from tests.agentproc import (
-    EXE,
-    PUSH_EVENTS,
-    AgentProcess,
-    StartAgent,
-    push_payload,
-    signed_headers,
-)
-from tests.conftest import ConfigRepo
-from tests.receivers import LOOPBACK, PASSWORD, USER, Inbox, Receiver, free_port, hook_url
+from lab.agent import EXE, AgentProcess
+from lab.forge import PUSH_EVENTS, push_payload, signed_headers
+from lab.ports import LOOPBACK, free_port
+from lab.repo import ConfigRepo
+from tests.conftest import StartAgent
+from tests.receivers import PASSWORD, USER, Inbox, Receiver, hook_url
 from tests.receivers import smtp_server as smtp_receiver
 from tests.remotes import SshServer, make_cert
 

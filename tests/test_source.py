@@ -17,7 +17,7 @@ from agent.config import Source
 from agent.errors import FetchError
 from agent.review.template import template_dir
 from agent.source.mirror import Mirror, redact, ssh_command
-from tests.conftest import ConfigRepo, git
+from lab.repo import ConfigRepo, git
 
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins, so pytest rewrites its asserts
     from tests.remotes import HttpsServer, SshServer
