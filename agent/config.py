@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agent.errors import ConfigError
+from agent.source import credentials
 
 DEFAULT_PATH = Path("/etc/dhcp-gitops/agent.toml")
 
@@ -40,7 +41,7 @@ class NodeConfig(_Section):
 
 
 class Source(_Section):
-    url: Annotated[str, Field(min_length=1)]
+    url: Annotated[str, Field(min_length=1, repr=False)]  # it may hold a token
     branch: Annotated[str, Field(min_length=1, pattern=r"^[^\s~^:?*\[\\]+$")] = "main"
     path: str = ""
     poll_interval: Seconds = 60.0
@@ -51,6 +52,9 @@ class Source(_Section):
     retry_max: PositiveSeconds = 300.0
     ssh_key: Path | None = None
     known_hosts: Path | None = None
+    # https: a file holding the token, sent as `username`'s password (agent/source/credentials.py)
+    token_file: Path | None = None
+    username: Annotated[str, Field(min_length=1, pattern=r"^[^:\s]+$")] | None = None
     # Signed commits (agent/source/signature.py): "gpg" checks against the public keys exported
     # to gpg_keyring, "ssh" against ssh-keygen's allowed_signers file.
     verify: Literal["none", "gpg", "ssh"] = "none"
@@ -64,6 +68,11 @@ class Source(_Section):
     def _supported_url(cls, url: str) -> str:
         if remote_kind(url) == "unsupported":
             raise ValueError("use file://, ssh://, https://, user@host:path or an absolute path")
+        if remote_kind(url) == "ssh" and ":" in urlsplit(url).netloc.rpartition("@")[0]:
+            raise ValueError("ssh takes no password from the url: use ssh_key")
+        credential = credentials.split(url)[1]
+        if credential is not None and not credential.printable():
+            raise ValueError("the credential in the url holds a control character")
         return url
 
     @field_validator("path")
@@ -235,14 +244,16 @@ def parse(raw: dict[str, Any], path: Path) -> AgentConfig:
     try:
         config = AgentConfig.model_validate({**resolved, "file": path})
     except ValidationError as err:
-        raise ConfigError(_describe(err, path)) from err
+        # Not chained: pydantic's own text quotes each input, and [source] url may hold a
+        # token; a traceback (-v) would print it. _describe never echoes a string value.
+        raise ConfigError(_describe(err, path)) from None
     _check_files(config)
     return config
 
 
 # Keys holding paths; relative values resolve against the config file's folder.
 _PATH_KEYS = {
-    "source": ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers"),
+    "source": ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers", "token_file"),
     "deploy": ("target", "state_dir"),
     "dhcpd": ("lease_file",),
     "http": ("webhook_secret_file", "token_file", "tls_cert", "tls_key"),
@@ -300,13 +311,15 @@ def _check_files(config: AgentConfig) -> None:
     if remote_kind(source.url) == "ssh" and source.known_hosts is None:
         raise ConfigError(f"{where}: [source] known_hosts: required for an ssh remote")
     _check_verify(config)
-    files = [("source", k) for k in ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers")]
+    keys = ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers", "token_file")
+    files = [("source", k) for k in keys]
     files += [("http", k) for k in ("webhook_secret_file", "token_file", "tls_cert", "tls_key")]
     files += [("notify", "smtp_password_file")]
     for section, key in files:
         file = getattr(getattr(config, section), key)
         if file is not None and not file.is_file():
             raise ConfigError(f"{where}: [{section}] {key}: {file} is not a readable file")
+    _check_token(config)
     if (config.http.tls_cert is None) != (config.http.tls_key is None):
         raise ConfigError(f"{where}: [http] tls_cert and tls_key go together")
     if config.notify.smtp_host and not config.notify.mail_to:
@@ -341,3 +354,25 @@ def _check_verify(config: AgentConfig) -> None:
                 f'{config.file}: [source] {key}: only used with verify = "{mode}" '
                 f"(verify is {source.verify!r})"
             )
+
+
+def _check_token(config: AgentConfig) -> None:
+    """token_file: for an https remote whose url holds no credential, private to its owner.
+    Its content is read at each fetch, never here, and no message shows it or the url."""
+    where, source = config.file, config.source
+    if source.username is not None and source.token_file is None:
+        raise ConfigError(f"{where}: [source] username: only used with token_file")
+    if source.token_file is None:
+        return
+    if remote_kind(source.url) != "https":
+        raise ConfigError(f"{where}: [source] token_file: only used with an https:// url")
+    if credentials.split(source.url)[1] is not None:
+        raise ConfigError(
+            f"{where}: [source] token_file: the url holds a credential too; keep one of them"
+        )
+    mode = credentials.loose_mode(source.token_file)
+    if mode is not None:
+        raise ConfigError(
+            f"{where}: [source] token_file: {source.token_file} is open to group or others "
+            f"(mode {mode:04o}); chmod 600 it"
+        )
