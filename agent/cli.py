@@ -92,6 +92,15 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
         help="text (file:line: message), github annotations, gitlab code quality JSON",
     )
     val.add_argument("--dhcpd", default="/usr/sbin/dhcpd", help="the dhcpd to run -t with")
+    val.add_argument(
+        "--read-only",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="a file beyond the target the servers' dhcpd reads, as their [policy] read_only "
+        "(repeatable)",
+    )
     val.set_defaults(run=_validate)
 
     diff = sub.add_parser("plan", help="what each server gets between two revisions (Markdown)")
@@ -222,7 +231,7 @@ def _review_options(cmd: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    language = servers.language("dhcpd", args.config_file, args.dhcpd)
+    language = servers.language("dhcpd", args.config_file, args.dhcpd, args.read_only)
     findings = validate.check(WorkTree(args.dir.resolve()), args.path, args.target, language)
     sys.stdout.write(FORMATS[args.format](findings))
     sys.stdout.flush()  # the summary on stderr comes after the findings

@@ -199,6 +199,23 @@ class Peer(_Section):
         return url
 
 
+class Policy(_Section):
+    """[policy]: what this node lets a commit's config reach beyond the target."""
+
+    # Files outside the target that dhcpd reads (DDNS keys kept in /etc/bind, say): shown
+    # read-only to `dhcpd -t` in its sandbox, which shows it nothing else of the host, and
+    # included without the include check's refusal. Absolute, as dhcpd opens them.
+    read_only: Annotated[tuple[Annotated[Path, Field(strict=False)], ...], Field(strict=False)] = ()
+
+    @field_validator("read_only")
+    @classmethod
+    def _absolute(cls, paths: tuple[Path, ...]) -> tuple[Path, ...]:
+        for path in paths:
+            if not path.is_absolute() or ".." in path.parts or path == Path("/"):
+                raise ValueError(f"{str(path)!r}: an absolute path below /, without '..'")
+        return paths
+
+
 class AgentConfig(_Section):
     node: NodeConfig
     source: Source
@@ -208,6 +225,7 @@ class AgentConfig(_Section):
     notify: Notify = Notify()
     peer: Peer = Peer()
     limits: Limits = Limits()
+    policy: Policy = Policy()
     file: Path = Path("<memory>")
 
     @property

@@ -15,6 +15,8 @@
         │                           not descend from the deployed one ([source] verify)
         ├── RenderError             the repo content (names the repo file)
         ├── ValidateError           dhcpd -t or our checks refused: .problems
+        ├── SandboxError            this machine cannot run dhcpd -t in its sandbox (no
+        │                           bwrap, no user namespaces, no dhcpd): failed, retried
         ├── PublishError            the exchange of the staged tree and the target
         ├── PeerError               the peer kept this node from restarting (retried)
         │   └── PeerRefused         the primary refused or rolled back this commit
@@ -113,6 +115,12 @@ class RenderError(StepError):
 
 
 class ValidateError(StepError):
+    step = "validate"
+
+
+class SandboxError(StepError):
+    """The validator cannot run here, whatever the commit: not the commit's fault."""
+
     step = "validate"
 
 

@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # gnupg: git runs gpg to check signed commits (source.verify = "gpg").
-packages=(git openssh-client isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates gnupg)
+# bubblewrap: dhcpd -t runs in bwrap's sandbox (docs/security.md).
+packages=(git openssh-client isc-dhcp-server bubblewrap iproute2 util-linux python3 python3-venv ca-certificates gnupg)
 extra="."
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests;

@@ -139,7 +139,8 @@ def _result_of(err: StepError) -> Result:
     if isinstance(err, RolledBack):
         return "rolled_back"
     # The commit's fault: refused, and not retried until a new commit comes. A bare
-    # StepError is an OSError of the machine (a full disk, say): failed, retried.
+    # StepError is an OSError of the machine (a full disk, say), a SandboxError a
+    # machine that cannot run the validator (no bwrap, no user namespaces): failed, retried.
     refused = isinstance(err, RenderError | ValidateError | PeerRefused | TrustError)
     return "refused" if refused else "failed"
 

@@ -12,6 +12,9 @@ one value of `[node] server` (agent.config.ServerKind); nothing else changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from agent.config import AgentConfig, Dhcpd
 from agent.errors import UsageError
 from agent.servers import dhcpd
@@ -23,13 +26,18 @@ BACKENDS = ("dhcpd",)  # the values of [node] server, each a subpackage here
 def for_config(config: AgentConfig) -> Server:
     """The server this node runs, as its agent.toml describes it."""
     deploy = config.deploy
-    return dhcpd.Server(config.dhcpd, deploy.target, deploy.state_dir)
+    read_only = config.policy.read_only
+    return dhcpd.Server(config.dhcpd, deploy.target, deploy.state_dir, read_only=read_only)
 
 
-def language(kind: str, main: str | None = None, binary: str | None = None) -> Language:
+def language(
+    kind: str, main: str | None = None, binary: str | None = None, read_only: Sequence[Path] = ()
+) -> Language:
     """A server's config language for the review commands, which run without agent.toml:
-    main is the main config file (relative to the target), binary the validator."""
+    main is the main config file (relative to the target), binary the validator,
+    read_only the files beyond the target it may read (as [policy] read_only)."""
     if kind not in BACKENDS:
         raise UsageError(f"unknown server {kind!r}: one of {', '.join(BACKENDS)}")
     defaults = Dhcpd()
-    return dhcpd.Language(Dhcpd(config=main or defaults.config, binary=binary or defaults.binary))
+    chosen = Dhcpd(config=main or defaults.config, binary=binary or defaults.binary)
+    return dhcpd.Language(chosen, read_only)
