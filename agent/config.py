@@ -101,6 +101,10 @@ class Deploy(_Section):
 
 class Dhcpd(_Section):
     binary: str = "/usr/sbin/dhcpd"
+    # The dhcpd that `dhcpd -t` runs in the sandbox, when `binary` is a wrapper that
+    # cannot run there (`ip netns exec`, `ip vrf exec`: only dhcpd's own files are
+    # visible inside it). Default: binary.
+    validate_binary: str | None = None
     config: str = "dhcpd.conf"
     restart: Literal["supervise", "command", "none"] = "command"
     restart_command: Strings = ("systemctl", "restart", "isc-dhcp-server")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.lab import DhcpdBox, Lab
+from bench.lab import DHCPD, DhcpdBox, Lab
 from lab.agent import AgentProcess, launch
 from lab.forge import SECRET
 from lab.ports import free_port
@@ -40,6 +40,7 @@ def box_config(box: DhcpdBox, url: str, **sections: Mapping[str, Any]) -> Tables
         "dhcpd": {
             "restart": "supervise",
             "binary": str(box.wrapper),
+            "validate_binary": DHCPD,
             "args": ["eth0"],
             "lease_file": str(box.lease_file),
             "health_timeout": HEALTH_TIMEOUT,

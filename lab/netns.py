@@ -215,6 +215,11 @@ def find_dhcpd() -> str | None:
     return shutil.which("dhcpd") or shutil.which("dhcpd", path="/usr/sbin:/sbin:/usr/bin")
 
 
+# What agents whose [dhcpd] binary is a wrapper (dhcpd_wrapper) validate with: the
+# wrapper's `ip netns exec` cannot run in the sandbox of `dhcpd -t`.
+DHCPD = find_dhcpd() or "/usr/sbin/dhcpd"
+
+
 def netns_missing() -> str | None:
     """Why namespaces cannot be made here (they need root and iproute2); None if they can."""
     if os.geteuid() != 0:

@@ -34,7 +34,7 @@ from typing import Any
 
 from lab import LabError
 from lab.agent import TOKEN, AgentProcess
-from lab.netns import Namespace, NetLab, logging_dhcpd_wrapper
+from lab.netns import DHCPD, Namespace, NetLab, logging_dhcpd_wrapper
 
 BRIDGE = "br0"
 LAN_IF = "eth0"  # each host's end of its cable to the bridge
@@ -89,6 +89,7 @@ class Server:
         return {
             "restart": "supervise",
             "binary": str(self.dhcpd),
+            "validate_binary": DHCPD,
             "args": [self.interface],
             "health_timeout": HEALTH_TIMEOUT,
             "omshell": self.ns.argv("omshell"),  # OMAPI reaches dhcpd in its namespace only

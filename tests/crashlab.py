@@ -62,7 +62,7 @@ from agent.engine.state import State, Store
 from agent.review.template import template_dir
 from agent.source.snapshot import CommitSnapshot
 from lab.agent import EXE
-from lab.netns import Lan, NetLab, make_lan
+from lab.netns import DHCPD, Lan, NetLab, make_lan
 from lab.ports import free_port
 from lab.proc import dhcpd_pids_using
 from lab.repo import ConfigRepo
@@ -426,6 +426,7 @@ class CrashLab:
             "dhcpd": {
                 "restart": "supervise",
                 "binary": str(self.lan.dhcpd),
+                "validate_binary": DHCPD,
                 "args": [self.lan.interface],
                 "lease_file": str(self.leases),
                 "health_timeout": HEALTH_TIMEOUT,

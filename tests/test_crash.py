@@ -20,7 +20,7 @@ import pytest
 from agent import fault, tree
 from agent.engine.state import Attempt, Store, now
 from lab.agent import EXE
-from lab.netns import Lan, NetLab, make_lan
+from lab.netns import DHCPD, Lan, NetLab, make_lan
 from lab.proc import dhcpd_pids_using, wait_until
 from lab.repo import ConfigRepo
 from tests.conftest import NodeFactory, StartAgent, require_netns
@@ -101,8 +101,8 @@ def test_a_killed_agents_dhcpd_is_stopped_before_the_next_agent_starts_its_own(
 ) -> None:
     """dhcpd runs in a session of its own and outlives a SIGKILLed agent; the next agent
     stops it (it would keep a second dhcpd from starting) and supervises a new one."""
-    dhcpd = {"restart": "supervise", "binary": str(lan.dhcpd), "args": [lan.interface],
-             "health_timeout": 0.6}  # fmt: skip
+    dhcpd = {"restart": "supervise", "binary": str(lan.dhcpd), "validate_binary": DHCPD,
+             "args": [lan.interface], "health_timeout": 0.6}  # fmt: skip
     first = start_agent(dhcpd=dhcpd)
     doc = first.wait_for(lambda d: d["deployed"] is not None and d["dhcpd"].get("running"))
     orphan = doc["dhcpd"]["pid"]

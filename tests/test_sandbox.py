@@ -25,7 +25,8 @@ from agent.servers.dhcpd.sandbox import (
     sandbox_argv,
     validate,
 )
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 

@@ -20,7 +20,7 @@ import pytest
 from agent.engine.reconcile import Node, reconcile
 from agent.servers import dhcpd
 from agent.servers.dhcpd.restart import Supervisor
-from lab.netns import Lan, NetLab
+from lab.netns import DHCPD, Lan, NetLab
 from lab.proc import dhcpd_pids_using, wait_until
 from lab.repo import ConfigRepo, git
 from tests.conftest import NodeFactory, StartAgent, require_netns
@@ -45,6 +45,7 @@ def node(make_node: NodeFactory, lan: Lan, tmp_path: Path) -> Iterator[Node]:
         dhcpd={
             "restart": "supervise",
             "binary": str(lan.dhcpd),
+            "validate_binary": DHCPD,
             "args": [lan.interface],
             "health_timeout": HEALTH_TIMEOUT,
         }
@@ -263,8 +264,8 @@ def test_the_agent_process_supervises_dhcpd_and_stops_it_on_sigterm(
     lan: Lan, start_agent: StartAgent
 ) -> None:
     agent = start_agent(
-        dhcpd={"restart": "supervise", "binary": str(lan.dhcpd), "args": [lan.interface],
-               "health_timeout": HEALTH_TIMEOUT},
+        dhcpd={"restart": "supervise", "binary": str(lan.dhcpd), "validate_binary": DHCPD,
+               "args": [lan.interface], "health_timeout": HEALTH_TIMEOUT},
     )  # fmt: skip
     doc = agent.wait_for(lambda d: d["deployed"] is not None and d["dhcpd"].get("running"))
     first = doc["dhcpd"]["pid"]

@@ -79,7 +79,12 @@ def run_dhcpd_t(
 ) -> list[Problem]:
     """dhcpd -t on the stage seen at the target, in the sandbox: its problems, if any."""
     config = target / dhcpd.config
-    argv = sandbox_argv(stage, target, [_binary(dhcpd.binary), "-t", "-cf", str(config)], read_only)
+    argv = sandbox_argv(
+        stage,
+        target,
+        [_binary(dhcpd.validate_binary or dhcpd.binary), "-t", "-cf", str(config)],
+        read_only,
+    )
     try:
         result = process.run(argv, timeout=TIMEOUT, check=False)
     except CommandError as err:
