@@ -218,7 +218,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def check_help() -> str:
     return ("Render every role of the pair folder exactly as its agent would, run dhcpd -t "
-            "on each in a private mount namespace, and check what dhcpd cannot: that the two "
+            "on each in its sandbox (only the rendered files visible, at their live paths), "
+            "and check what dhcpd cannot: that the two "
             "sides agree. Exit 0 clean (warnings allowed), 1 problems.")  # fmt: skip
 
 
