@@ -167,6 +167,12 @@ class Limits(_Section):
     files: Annotated[int, Field(gt=0)] = 10_000  # files below one folder read
     depth: Annotated[int, Field(gt=0)] = 16  # folder levels of a repo path
     template_loop: Annotated[int, Field(gt=0)] = 1_000_000  # range() items of one render
+    # The renderer, the child process that renders a commit's templates: its address
+    # space (Python and Jinja need about 30 MiB of it), its CPU seconds, and the bytes
+    # all templates of one render may produce.
+    render_memory: Annotated[int, Field(ge=64 * MiB)] = 512 * MiB
+    render_cpu: Annotated[int, Field(gt=0)] = 10
+    render_size: Annotated[int, Field(gt=0)] = 256 * MiB
 
 
 class Notify(_Section):
