@@ -132,7 +132,7 @@ class Kea(_Section):
     binary: str = "/usr/sbin/kea-dhcp4"
     config: str = "kea-dhcp4.conf"
     # Debian's kea-dhcp4.conf names this socket; the live config must name the same.
-    control_socket: Path = Path("/run/kea/kea4-ctrl-socket")
+    control_socket: Annotated[Path, Field(strict=False)] = Path("/run/kea/kea4-ctrl-socket")
     # reload: config-test, then config-reload over the socket (Kea runs under systemd);
     # supervise: kea-dhcp4 -c FILE as the agent's child; command: restart_command.
     restart: Literal["reload", "supervise", "command", "none"] = "reload"

@@ -15,7 +15,7 @@ import pytest
 
 from agent import config, tree
 from agent.engine.reconcile import Node, reconcile
-from agent.errors import ValidateError
+from agent.errors import ConfigError, ValidateError
 from agent.review.template import template_dir
 from agent.servers import for_config, kea
 from agent.servers.kea import jsonc, sandbox
@@ -66,6 +66,15 @@ def test_a_kea_node_deploys_to_etc_kea_unless_told_and_dhcpd_keeps_etc_dhcp() ->
     assert config.AgentConfig.model_validate(raw).deploy.target == Path("/etc/kea")
     raw["node"] = {"name": "d", "role": "primary"}
     assert config.AgentConfig.model_validate(raw).deploy.target == Path("/etc/dhcp")
+
+
+def test_a_kea_section_from_agent_toml_takes_a_socket_path(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    node = make_node(node={"server": "kea"}, kea={"control_socket": "/run/k.sock"})
+    assert node.config.kea.control_socket == Path("/run/k.sock")
+    with pytest.raises(ConfigError, match="control_socket: an absolute path"):
+        make_node(node={"server": "kea"}, kea={"control_socket": "k.sock"})
 
 
 def test_for_config_picks_the_kea_backend(make_node: NodeFactory, tmp_path: Path) -> None:

@@ -62,9 +62,12 @@ class Reload:
     def __init__(self, kea: Kea, target: Path) -> None:
         self.kea = kea
         self.target = target
+        self.reloaded = False  # whether the last restart() got as far as config-reload
 
     def restart(self) -> None:
+        self.reloaded = False
         control.command(self.kea.control_socket, "config-test", live_config(self.kea, self.target))
+        self.reloaded = True  # from here Kea may hold part of the new config
         control.command(self.kea.control_socket, "config-reload")
 
     def verify(self) -> None:
@@ -72,6 +75,11 @@ class Reload:
         answers(self.kea)
 
     def roll_back(self) -> str:
+        if not self.reloaded:
+            # Refused by config-test: Kea never left its running config, and its HA
+            # relationship is not restarted for nothing.
+            return "kea-dhcp4 kept running its config: config-test refused the new one"
+        self.reloaded = False
         control.command(self.kea.control_socket, "config-reload")
         return "kea-dhcp4 reloaded the restored tree"
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from agent import tree
 from agent.config import Kea
 from agent.errors import DhcpGitopsError, Problem
 from agent.servers.base import Files, Health, PairState
@@ -94,13 +95,20 @@ class Server(Language):
         return self.restarter.health()
 
     def pair_states(self) -> list[PairState]:
-        """HA as status-get reports it; empty when Kea does not answer (status stays
-        cheap: one round trip of a fraction of a millisecond)."""
+        """HA as status-get reports it, each relationship named by its partner in the live
+        config; empty when Kea does not answer (status stays cheap: one round trip)."""
         try:
             answer = control.command(self.kea.control_socket, "status-get", timeout=1.0)
         except DhcpGitopsError:
             return []
-        return ha_states(answer)
+        return ha_states(answer, self._partners())
+
+    def _partners(self) -> list[str]:
+        files = {rel: path.read_bytes() for rel, path in tree.files(self.target)}
+        parsed = conf.parse(files, self.main, str(self.target))
+        relationships = parsed.relationships if parsed else ()
+        return [next((p.name for p in r.peers if p.name != r.this_server), "") for r in
+                relationships]  # fmt: skip
 
     def pair_normal(self) -> bool | None:
         """Every HA relationship of the live config in a state of NORMAL_STATES, asked
@@ -119,19 +127,17 @@ class Server(Language):
         return isinstance(answer, dict) and answer.get("state") in NORMAL_STATES
 
 
-def ha_states(status: Any) -> list[PairState]:
-    """status-get's `high-availability` list: each relationship's local and remote state."""
+def ha_states(status: Any, partners: list[str]) -> list[PairState]:
+    """status-get's `high-availability` list: each relationship's local state and the
+    partner's as last heard (it lags by up to one heartbeat)."""
     found: list[PairState] = []
-    for ha in status.get("high-availability", []) if isinstance(status, dict) else []:
+    for i, ha in enumerate(status.get("high-availability", []) if isinstance(status, dict) else []):
         servers = ha.get("ha-servers", {}) if isinstance(ha, dict) else {}
         local, remote = servers.get("local", {}), servers.get("remote", {})
-        found.append(
-            PairState(
-                peer=str(remote.get("server-name") or ha.get("ha-mode", "")),
-                mine=str(local.get("state", "unknown")),
-                partner=str(remote.get("last-state") or "unknown"),
-                mine_since=None,
-                partner_since=None,
-            )
-        )
+        found.append(PairState(
+            peer=partners[i] if i < len(partners) else str(ha.get("ha-mode", "")),
+            mine=str(local.get("state", "unknown")),
+            partner=str(remote.get("last-state") or "unknown"),
+            mine_since=None, partner_since=None,
+        ))  # fmt: skip
     return found
