@@ -18,7 +18,7 @@ import pytest
 from agent.engine.reconcile import Node, reconcile
 from agent.review.template import template_dir
 from agent.servers.kea import control
-from lab.netns import Namespace, PeerLink
+from lab.netns import Namespace, PeerLink, dhcpd_wrapper
 from lab.repo import ConfigRepo
 from tests.conftest import NodeFactory
 
@@ -132,3 +132,36 @@ def test_config_test_refusing_on_the_server_rolls_back_without_restarting_ha(
     assert "eth7" in attempt.message and "config-test refused the new one" in attempt.message
     assert (primary.config.deploy.target / "interfaces.json").read_text() == before
     assert primary.server.pair_states()[0].mine == "load-balancing"
+
+
+def test_a_supervised_kea_restarts_on_a_change_and_rolls_back_when_it_will_not_start(
+    peer_link: PeerLink, repo: ConfigRepo, make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """restart = "supervise": kea-dhcp4 is the agent's child (inside the primary's
+    namespace, through the lab's wrapper). A lease file Kea cannot open passes
+    kea-dhcp4 -t but stops Kea at start: the old tree goes back and Kea runs on it."""
+    home = tmp_path / "dhcp1"
+    wrapper = dhcpd_wrapper(tmp_path / "kea-in-netns", peer_link.primary, KEA)
+    node = make_node("dhcp1", "primary", node={"server": "kea"},
+                     deploy={"target": str(home / "etc" / "kea")},
+                     kea={"restart": "supervise", "binary": str(wrapper), "health_timeout": 1.0,
+                          "control_socket": str(home / "kea.sock")})  # fmt: skip
+    try:
+        assert reconcile(node).result == "deployed"
+        first = node.server.health()
+        assert first.running and first.pid
+        repo.replace("dhcp/kea-dhcp4.conf.j2", '"valid-lifetime": 3600', '"valid-lifetime": 4000')
+        repo.commit("Longer leases")
+        assert reconcile(node).result == "deployed"
+        assert node.server.health().pid != first.pid
+        repo.replace("pair.toml", f'lease_file = "{home}/leases4.csv"',
+                     'lease_file = "/nonexistent-dgt/leases4.csv"')  # fmt: skip
+        repo.commit("A lease file Kea cannot open")
+        attempt = reconcile(node)
+        assert attempt.result == "rolled_back" and attempt.step == "verify", attempt.message
+        assert "Unable to open database" in attempt.message
+        assert node.server.health().running
+        conf = (home / "etc" / "kea" / "kea-dhcp4.conf").read_text()
+        assert f"{home}/leases4.csv" in conf and '"valid-lifetime": 4000' in conf
+    finally:
+        node.server.stop()
