@@ -12,7 +12,7 @@ from agent.config import Kea
 from agent.errors import DhcpGitopsError, Problem
 from agent.servers.base import Files, Health, PairState
 from agent.servers.kea import conf, control, dangers, pair, sandbox
-from agent.servers.kea.restart import Restarter, live_config, restarter_for
+from agent.servers.kea.restart import Restarter, restarter_for
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +113,7 @@ class Server(Language):
     def pair_normal(self) -> bool | None:
         """Every HA relationship of the live config in a state of NORMAL_STATES, asked
         with ha-heartbeat (this server's state); None without HA."""
-        try:
-            has_ha = "high-availability" in str(live_config(self.kea, self.target))
-        except DhcpGitopsError:
-            return False
-        if not has_ha:
+        if not self._partners():
             return None
         try:
             answer = control.command(self.kea.control_socket, "ha-heartbeat", timeout=2.0)
