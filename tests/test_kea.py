@@ -20,7 +20,7 @@ from agent.review.template import template_dir
 from agent.servers import for_config, kea
 from agent.servers.kea import jsonc, sandbox
 from lab.repo import ConfigRepo, git
-from tests.conftest import NodeFactory
+from tests.conftest import NodeFactory, StartAgent
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 KEA = "/usr/sbin/kea-dhcp4"
@@ -295,3 +295,20 @@ def test_the_wheel_carries_the_kea_template() -> None:
     text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert '"repo-template-kea" = "agent/repo_template_kea"' in text
     assert shutil.which("kea-dhcp4") or Path(KEA).is_file()
+
+
+# --- the agent process --------------------------------------------------------------
+
+
+def test_a_kea_agent_deploys_at_start_and_reports_on_status(
+    repo: ConfigRepo, start_agent: StartAgent, tmp_path: Path
+) -> None:
+    head = repo.commit("Head at start")
+    target = tmp_path / "dhcp1" / "etc" / "kea"
+    sock = str(tmp_path / "no-kea.sock")  # never the host's /run/kea socket
+    agent = start_agent(node={"server": "kea"}, deploy={"target": str(target)},
+                        kea={"restart": "none", "control_socket": sock})  # fmt: skip
+    doc = agent.wait_deployed(head)
+    assert doc["live"]["drift"] == "none"
+    assert doc["failover"] == []  # no Kea answers on the socket: no HA state to show
+    assert (target / "kea-dhcp4.conf").is_file()
