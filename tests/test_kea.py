@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,31 @@ def test_validate_names_the_template_line_of_an_ha_mismatch(
     )
     said = f"dhcp/kea-dhcp4.conf.j2:{line}: error: [secondary] HA mode 'hot-standby', the "
     assert said in done.stdout, done.stdout
+
+
+def test_validate_works_without_root_interfaces_too(repo: ConfigRepo) -> None:
+    """A CI runner's user: kea-dhcp4 -t runs in a user + mount + network namespace, where
+    the links the config names can still be made."""
+    with tempfile.TemporaryDirectory() as shared:  # pytest's own tmp folders are root's alone
+        checkout, target = Path(shared) / "checkout", Path(shared) / "kea"
+        shutil.copytree(repo.work, checkout)
+        target.mkdir()
+        Path(shared).chmod(0o755)
+        (checkout / "roles" / "primary" / "interfaces.json").write_text(
+            '"interfaces-config": { "interfaces": [ "ens99/192.0.2.1" ] },'
+        )
+        done = as_nobody("validate", str(checkout), "--target", str(target))
+        assert (done.returncode, done.stdout) == (0, ""), done.stdout + done.stderr
+        subnets = checkout / "dhcp" / "subnets.json"
+        subnets.write_text(subnets.read_text().replace('"id": 1,', '"id": 1'))
+        done = as_nobody("validate", str(checkout), "--target", str(target))
+    assert done.returncode == 1 and "dhcp/subnets.json:" in done.stdout, done.stderr
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    return subprocess.run([*nobody, EXE, *args], capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
 
 
 def test_plan_warns_of_a_subnet_id_change_and_a_shrinking_pool(repo: ConfigRepo) -> None:
