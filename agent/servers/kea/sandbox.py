@@ -12,6 +12,7 @@ the host's network change: the namespace goes when kea-dhcp4 exits.
 from __future__ import annotations
 
 import ipaddress
+import os
 import posixpath
 import re
 from collections.abc import Mapping
@@ -101,22 +102,14 @@ def _is_ipv4(text: str) -> bool:
 def contained(stage: Path, target: Path, links: list[str], argv: list[str]) -> list[str]:
     """argv seeing the stage at the target, in a network namespace holding links.
 
-    The one call of the mount sandbox: when it is replaced (bubblewrap), this is
-    the line that changes.
+    The network namespace is the outer layer, made before the mount sandbox, so that
+    a sandbox which keeps its parent's network (bubblewrap's --share-net) can take the
+    place of namespace_argv in the one marked line.
     """
-    inner = [
-        "unshare",
-        "--net",
-        "--",
-        "sh",
-        "-c",
-        _LINKS_AND_RUN,
-        "dhcp-gitops-links",
-        str(len(links)),
-        *links,
-        *argv,
-    ]
-    return dhcpd_sandbox.namespace_argv(stage, target, inner)
+    sandboxed = dhcpd_sandbox.namespace_argv(stage, target, argv)  # the sandbox's one call
+    net = ["unshare", "--net"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    return [*net, "--", "sh", "-c", _LINKS_AND_RUN, "dhcp-gitops-links", str(len(links)),
+            *links, *sandboxed]  # fmt: skip
 
 
 def run_kea_t(stage: Path, target: Path, kea: Kea, links: list[str]) -> list[Problem]:
