@@ -318,9 +318,10 @@ def test_plan_warns_of_a_subnet_id_change_and_a_shrinking_pool(repo: ConfigRepo)
 
 
 def test_the_wheel_carries_the_kea_template() -> None:
+    """template_dir() finds agent/repo_template_kea in an installed wheel: pyproject's
+    force-include must put it there (no wheel is built here: hatchling is not installed)."""
     text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
     assert '"repo-template-kea" = "agent/repo_template_kea"' in text
-    assert shutil.which("kea-dhcp4") or Path(KEA).is_file()
 
 
 # --- the agent process --------------------------------------------------------------
