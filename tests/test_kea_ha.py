@@ -29,6 +29,10 @@ NAMES = (("dhcp1", "primary"), ("dhcp2", "secondary"))
 
 @pytest.fixture
 def repo(tmp_path: Path) -> ConfigRepo:
+    return kea_pair_repo(tmp_path)
+
+
+def kea_pair_repo(tmp_path: Path) -> ConfigRepo:
     """The example Kea pair, each server's socket and lease file in tmp_path."""
     r = ConfigRepo(tmp_path / "repo", template_dir("kea"))
     r.replace("pair.toml", "heartbeat_delay = 10000", "heartbeat_delay = 1000")
