@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
 from agent.source import credentials
@@ -21,7 +21,7 @@ DEFAULT_PATH = Path("/etc/dhcp-gitops/agent.toml")
 
 Role = Literal["primary", "secondary", "standalone"]
 # The DHCP server software this node runs: one subpackage of agent/servers/ each.
-ServerKind = Literal["dhcpd"]
+ServerKind = Literal["dhcpd", "kea"]
 Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 # TOML arrays arrive as lists; frozen config keeps them as tuples.
@@ -132,6 +132,46 @@ class Dhcpd(_Section):
         return argv
 
 
+class Kea(_Section):
+    """[kea]: a Kea DHCPv4 server (agent/servers/kea/), applied over its control socket."""
+
+    binary: str = "/usr/sbin/kea-dhcp4"
+    config: str = "kea-dhcp4.conf"
+    # Debian's kea-dhcp4.conf names this socket; the live config must name the same.
+    control_socket: Annotated[Path, Field(strict=False)] = Path("/run/kea/kea4-ctrl-socket")
+    # reload: config-test, then config-reload over the socket (Kea runs under systemd);
+    # supervise: kea-dhcp4 -c FILE as the agent's child; command: restart_command.
+    restart: Literal["reload", "supervise", "command", "none"] = "reload"
+    restart_command: Strings = ("systemctl", "restart", "kea-dhcp4-server")
+    health_timeout: Seconds = 3.0
+    ha_timeout: Seconds = 0.0  # pairs: HA must be back to normal this soon (0: off)
+
+    @field_validator("config")
+    @classmethod
+    def _config_inside_target(cls, config: str) -> str:
+        if not config or config.startswith("/") or ".." in Path(config).parts:
+            raise ValueError("a path relative to deploy.target, without '..'")
+        return config
+
+    @field_validator("control_socket")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        if not path.is_absolute():
+            raise ValueError("an absolute path, the socket-name of the config's control-socket")
+        return path
+
+    @field_validator("restart_command")
+    @classmethod
+    def _argv(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        if not argv:
+            raise ValueError("an argv list such as ['systemctl', 'restart', 'kea-dhcp4-server']")
+        return argv
+
+
+# Where a Kea node deploys unless [deploy] target says otherwise (dhcpd's: Deploy.target).
+KEA_TARGET = Path("/etc/kea")
+
+
 class Http(_Section):
     listen: Annotated[str, Field(pattern=r"^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$")] = (
         "127.0.0.1:8647"
@@ -231,12 +271,24 @@ class AgentConfig(_Section):
     source: Source
     deploy: Deploy = Deploy()
     dhcpd: Dhcpd = Dhcpd()
+    kea: Kea = Kea()
     http: Http = Http()
     notify: Notify = Notify()
     peer: Peer = Peer()
     limits: Limits = Limits()
     policy: Policy = Policy()
     file: Path = Path("<memory>")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kea_target(cls, raw: Any) -> Any:
+        """A Kea node's target defaults to /etc/kea; dhcpd's stays /etc/dhcp."""
+        node, deploy = (raw.get(k) if isinstance(raw, dict) else None for k in ("node", "deploy"))
+        is_kea = isinstance(node, dict) and node.get("server") == "kea"
+        deploy = deploy if isinstance(deploy, dict) else {} if deploy is None else None
+        if is_kea and deploy is not None and "target" not in deploy:
+            return {**raw, "deploy": {**deploy, "target": KEA_TARGET}}
+        return raw
 
     @property
     def peer_role(self) -> str | None:

@@ -31,6 +31,7 @@ from agent import process, tree
 from agent.config import Dhcpd
 from agent.engine import render
 from agent.review.template import template_dir
+from agent.servers import sandbox as bwrap_sandbox
 from agent.servers.dhcpd import sandbox
 from agent.source.snapshot import WorkTree
 
@@ -111,7 +112,7 @@ def measure(stages: dict[str, Path], target: Path, rounds: int) -> Samples:
 
 def ldd_once() -> float:
     start = time.perf_counter()
-    sandbox._libraries(DHCPD.binary)
+    bwrap_sandbox._libraries(DHCPD.binary)
     return (time.perf_counter() - start) * 1000
 
 

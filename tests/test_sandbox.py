@@ -22,9 +22,9 @@ from agent.servers.dhcpd.sandbox import (
     outside_includes,
     parse_errors,
     run_dhcpd_t,
-    sandbox_argv,
     validate,
 )
+from agent.servers.sandbox import sandbox_argv
 from lab.repo import ConfigRepo
 from tests.conftest import NodeFactory
 

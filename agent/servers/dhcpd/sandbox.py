@@ -14,8 +14,6 @@ its own. Never `-q`: it hides errors.
 
 from __future__ import annotations
 
-import functools
-import os
 import posixpath
 import re
 import shutil
@@ -26,14 +24,9 @@ from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, Problem, SandboxError, ValidateError
 from agent.servers.dhcpd.conf import inside_target, tokens
+from agent.servers.sandbox import BWRAP, INSTALL, check_it_ran, no_sandbox, sandbox_argv
 
 TIMEOUT = 300.0  # seconds: 50,000 host declarations parse in well under that
-BWRAP = "bwrap"  # found on PATH, as every tool the agent runs
-# nobody: dhcpd -t is no one in its sandbox. Run by root, bwrap maps it to root outside,
-# so dhcpd reads what root may of what it is shown, as live, with no capability.
-UID = 65534
-# The loader reads its cache to find libraries outside its default folders.
-LOADER_CACHE = "/etc/ld.so.cache"
 
 
 def validate(
@@ -89,121 +82,16 @@ def run_dhcpd_t(
         result = process.run(argv, timeout=TIMEOUT, check=False)
     except CommandError as err:
         if err.returncode == process.NOT_FOUND:
-            raise _no_sandbox(f"{BWRAP} not found", [INSTALL]) from err
+            raise no_sandbox("dhcpd -t", f"{BWRAP} not found", [INSTALL]) from err
         return [Problem(str(config), None, f"could not run dhcpd -t: {err.message}")]
     if result.returncode == 0:
         return []
-    _check_it_ran(result)
+    check_it_ran(result, "dhcpd -t")
     problems = parse_errors(result.stderr + result.stdout)
     return problems or [Problem(str(config), None, _last_words(result.stderr, result.returncode))]
 
 
 # --- the sandbox -------------------------------------------------------------
-
-
-def sandbox_argv(
-    stage: Path, target: Path, argv: list[str], read_only: Sequence[Path] = ()
-) -> list[str]:
-    """argv (argv[0] an absolute path) run by bwrap where only argv[0] and what it needs
-    to start, the read_only paths and the stage (read-only, at the target) exist."""
-    mounts = [m for path in _startup_files(argv[0]) for m in _shown(path, "--ro-bind")]
-    mounts += _shown(LOADER_CACHE, "--ro-bind-try")
-    # --ro-bind-try: a read_only path missing here is missing in the sandbox too.
-    mounts += [m for path in read_only for m in _shown(str(path), "--ro-bind-try")]
-    # Last, so that the stage is the target even where a read_only path lies inside it.
-    links, real_target = _walk(str(target))
-    mounts += [*links, ("--ro-bind", str(stage), real_target)]
-    return [
-        BWRAP,
-        # Every namespace (user, network, pid, ipc, uts, cgroup), the user namespace a
-        # must (--unshare-all only tries it). Not --disable-userns: it writes /proc/sys,
-        # read-only under systemd's ProtectKernelTunables and in containers.
-        *("--unshare-all", "--unshare-user"),
-        *("--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"),
-        *("--uid", str(UID), "--gid", str(UID)),
-        *(word for mount in dict.fromkeys(mounts) for word in mount),
-        *("--remount-ro", "/"),  # the sandbox's own root too: nothing in it is writable
-        # Debian's service starts dhcpd from /: relative includes resolve there, and fail.
-        *("--chdir", "/", "--"),
-        *argv,
-    ]
-
-
-Mount = tuple[str, str, str]  # a bwrap option and its two arguments
-
-
-def _shown(path: str, how: str) -> list[Mount]:
-    """A host path shown at the same path: the symbolic links on the way (Debian's
-    /lib -> usr/lib, say), then the file itself."""
-    links, real = _walk(path)
-    return [*links, (how, real, real)]
-
-
-def _walk(path: str) -> tuple[list[Mount], str]:
-    """The symbolic links met resolving path, as bwrap makes them, and the real path."""
-    links: list[Mount] = []
-    real, todo = Path("/"), _parts(str(Path(path).absolute()))
-    while todo:
-        part = todo.pop(0)
-        here = real.parent if part == ".." else real / part
-        if not here.is_symlink():
-            real = here
-            continue
-        if len(links) >= _MAX_LINKS:
-            raise SandboxError(f"{path}: too many levels of symbolic links")
-        written = str(here.readlink())
-        links.append(("--symlink", written, str(here)))
-        real = Path("/") if written.startswith("/") else real
-        todo = _parts(written) + todo
-    return links, str(real)
-
-
-def _parts(path: str) -> list[str]:
-    return [part for part in Path(path).parts if part != "/"]
-
-
-_MAX_LINKS = 40  # as the kernel's ELOOP
-
-
-def _startup_files(binary: str) -> tuple[str, ...]:
-    """What binary needs to start: itself, a script's interpreter, and the ELF
-    interpreter (the loader) and shared libraries of each."""
-    st = Path(binary).stat()
-    return _needed(binary, st.st_ino, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _needed(binary: str, inode: int, mtime_ns: int) -> tuple[str, ...]:
-    """_startup_files without the cache; kept per binary as it is on disk (ldd takes
-    longer than dhcpd -t on a small config)."""
-    files = [binary]
-    interpreter = _interpreter(binary)
-    if interpreter is not None:
-        files += _startup_files(interpreter)
-    return (*files, *_libraries(binary))
-
-
-def _interpreter(path: str) -> str | None:
-    """The program a `#!` script names (its first word), or None for any other file."""
-    with Path(path).open("rb") as file:
-        head = file.read(256)
-    if not head.startswith(b"#!"):
-        return None
-    words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words else None
-
-
-_LIBRARY = re.compile(r"(/\S+) \(0x[0-9a-f]+\)$")
-
-
-def _libraries(binary: str) -> list[str]:
-    """The ELF interpreter and shared libraries ldd finds for binary: none for a static
-    binary or a script (ldd: "not a dynamic executable")."""
-    try:
-        listed = process.run(["ldd", binary], check=False).stdout
-    except CommandError as err:
-        raise SandboxError(f"cannot list what {binary} needs to start: {err.message}") from err
-    return [m.group(1) for line in listed.splitlines() if (m := _LIBRARY.search(line.strip()))]
 
 
 def _binary(binary: str) -> str:
@@ -212,37 +100,6 @@ def _binary(binary: str) -> str:
     if found is None:
         raise SandboxError(f"{binary} not found: install isc-dhcp-server or set [dhcpd] binary")
     return str(Path(found).absolute())
-
-
-# What to grant a machine that cannot make the sandbox.
-INSTALL = "install bubblewrap 0.8 or later (apt-get install bubblewrap)"
-NAMESPACES = (
-    "enable user namespaces (sysctl kernel.unprivileged_userns_clone=1 where that sysctl "
-    "exists, and user.max_user_namespaces above 0; a systemd unit's RestrictNamespaces= "
-    "or a container's seccomp profile must allow user, mnt, net, pid, ipc and uts)"
-)
-AS_ROOT = "run the agent as root"
-
-
-def _check_it_ran(result: process.Completed) -> None:
-    """SandboxError if bwrap could not make the sandbox, or dhcpd not start in it: bwrap
-    says "bwrap: ..." first, a loader or a wrapper script that misses a file exits 127.
-    dhcpd's own output starts with its banner, and it exits 1."""
-    first = (result.stderr.strip().splitlines() or [""])[0]
-    if result.returncode == process.NOT_FOUND:
-        raise SandboxError(f"dhcpd -t cannot start in its sandbox: {first}")
-    if first.startswith("bwrap: "):
-        too_old = "Unknown option" in first
-        raise _no_sandbox(first, [INSTALL] if too_old else _namespace_grants())
-
-
-def _namespace_grants() -> list[str]:
-    return [NAMESPACES] if os.geteuid() == 0 else [NAMESPACES, AS_ROOT]
-
-
-def _no_sandbox(reason: str, grants: Sequence[str]) -> SandboxError:
-    """The error for a machine that cannot run dhcpd -t in its sandbox: what to grant."""
-    return SandboxError(f"dhcpd -t cannot run in its sandbox ({reason}): {'; or '.join(grants)}")
 
 
 _LOCATED = re.compile(r"^(?P<file>/.*?) line (?P<line>\d+): (?P<message>.*)$")
