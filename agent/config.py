@@ -136,6 +136,8 @@ class Kea(_Section):
     """[kea]: a Kea DHCPv4 server (agent/servers/kea/), applied over its control socket."""
 
     binary: str = "/usr/sbin/kea-dhcp4"
+    # What `kea-dhcp4 -t` runs in the sandbox when binary is a wrapper (as [dhcpd]'s).
+    validate_binary: str | None = None
     config: str = "kea-dhcp4.conf"
     # Debian's kea-dhcp4.conf names this socket; the live config must name the same.
     control_socket: Annotated[Path, Field(strict=False)] = Path("/run/kea/kea4-ctrl-socket")

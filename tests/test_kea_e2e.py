@@ -37,8 +37,9 @@ def start_kea_pair(
     for server, other in zip(pair_lab.servers, reversed(pair_lab.servers), strict=True):
         home = tmp_path / server.name
         wrapper = dhcpd_wrapper(tmp_path / f"kea-in-{server.name}", server.ns, KEA)
-        kea = {"restart": "supervise", "binary": str(wrapper), "health_timeout": 1.0,
-               "ha_timeout": HA_TIMEOUT, "control_socket": str(home / "kea.sock")}  # fmt: skip
+        kea = {"restart": "supervise", "binary": str(wrapper), "validate_binary": KEA,
+               "health_timeout": 1.0, "ha_timeout": HA_TIMEOUT,
+               "control_socket": str(home / "kea.sock")}  # fmt: skip
         sections: dict[str, Any] = {"node": {"server": "kea"}, "kea": kea,
                                     "deploy": {"target": str(home / "etc" / "kea")}}  # fmt: skip
         sections |= _peer_sections(ports[server.name], ports[other.name], {})

@@ -148,7 +148,8 @@ def test_a_supervised_kea_restarts_on_a_change_and_rolls_back_when_it_will_not_s
     wrapper = dhcpd_wrapper(tmp_path / "kea-in-netns", peer_link.primary, KEA)
     node = make_node("dhcp1", "primary", node={"server": "kea"},
                      deploy={"target": str(home / "etc" / "kea")},
-                     kea={"restart": "supervise", "binary": str(wrapper), "health_timeout": 1.0,
+                     kea={"restart": "supervise", "binary": str(wrapper), "validate_binary": KEA,
+                          "health_timeout": 1.0,
                           "control_socket": str(home / "kea.sock")})  # fmt: skip
     try:
         assert reconcile(node).result == "deployed"

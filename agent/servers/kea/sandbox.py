@@ -132,9 +132,10 @@ def run_kea_t(
     """kea-dhcp4 -t on the stage seen at the target: its problems, if any. A machine
     that cannot run it there (no kea-dhcp4, no namespaces) raises SandboxError."""
     config = target / kea.config
-    binary = shutil.which(kea.binary)
+    wanted = kea.validate_binary or kea.binary
+    binary = shutil.which(wanted)
     if binary is None:
-        raise SandboxError(f"{kea.binary} not found: install kea-dhcp4-server or set [kea] binary")
+        raise SandboxError(f"{wanted} not found: install kea-dhcp4-server or set [kea] binary")
     argv = contained(stage, target, links, [binary, "-t", str(config)], hooks)
     try:
         result = process.run(argv, timeout=TIMEOUT, check=False)
