@@ -3,6 +3,7 @@
     servers/
     ├── base.py        Server and Language: what the engine, the daemon and the
     │                  review commands may ask of a server; PairState, Health
+    ├── sandbox.py     the bubblewrap sandbox every validator runs in
     ├── dhcpd/         ISC dhcpd (config language, `dhcpd -t` in the sandbox,
     │                  failover pair rules, restarts, leases, OMAPI)
     └── kea/           Kea DHCPv4 (JSON with comments and includes, `kea-dhcp4 -t`
