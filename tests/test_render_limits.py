@@ -23,7 +23,7 @@ import pytest
 
 from agent import tree
 from agent.config import Limits
-from agent.engine import render, renderer
+from agent.engine import forkserver, render, renderer
 from agent.engine.reconcile import Node, reconcile
 from agent.errors import RenderError
 from agent.source.snapshot import RepoFile
@@ -192,9 +192,20 @@ def _cpu_ticks_of_my_renderer(pid: int) -> int:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0
-    if renderer.MODULE.encode() not in cmdline or int(fields[1]) != os.getpid():
+    # Spawned, it is our child; forked by the fork server, our grandchild.
+    modules = (renderer.MODULE.encode(), forkserver.MODULE.encode())
+    if not any(m in cmdline for m in modules) or os.getpid() not in _ancestors(int(fields[1])):
         return 0
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _ancestors(pid: int) -> list[int]:
+    """pid and its parent (the renderer's parent, and the fork server's)."""
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return [pid]
+    return [pid, parent]
 
 
 SEALED = """
@@ -314,3 +325,28 @@ def test_a_whole_answer_is_the_rendered_files() -> None:
         "a": b"one",
         "b": b"",
     }
+
+
+# --- the fork server: one warm process forks every renderer ---------------------------
+
+
+def test_renders_are_forked_by_one_warm_server() -> None:
+    """Two renders, one fork server: the renderers are its children, not ours."""
+    first = render.render(templates(a="{{ 1 + 1 }}"), {}, Limits())
+    server = forkserver.shared()._pid
+    second = render.render(templates(a="{{ 2 + 2 }}"), {}, Limits())
+    assert first.files == {"a": b"2"} and second.files == {"a": b"4"}
+    assert server is not None and forkserver.shared()._pid == server
+    assert Path(f"/proc/{server}").exists()
+
+
+def test_a_fork_server_that_died_is_replaced_and_no_render_is_lost() -> None:
+    """Killed between renders, the server is missed once (that render spawns its own
+    renderer), and the next render starts a new one."""
+    render.render(templates(a="x"), {}, Limits())
+    dead = forkserver.shared()._pid
+    assert dead is not None
+    os.kill(dead, signal.SIGKILL)
+    assert render.render(templates(a="{{ 'still' }}"), {}, Limits()).files == {"a": b"still"}
+    assert render.render(templates(a="{{ 'again' }}"), {}, Limits()).files == {"a": b"again"}
+    assert forkserver.shared()._pid not in (None, dead)

@@ -11,6 +11,7 @@ RenderError naming the template it was on (or the template set).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import re
@@ -18,12 +19,12 @@ import select
 import signal
 import sys
 import tomllib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.config import Limits
-from agent.engine import renderer
+from agent.engine import forkserver, renderer
 from agent.engine.renderer import MESSAGE_MAX, MODULE, Bounds, Templates
 from agent.errors import Problem, RenderError
 from agent.source.snapshot import RepoFile, Snapshot
@@ -34,6 +35,8 @@ COMMON = "common"  # at the repo root, laid under every pair's dhcp/
 PAIR_FILE = "pair.toml"
 STDERR_TAIL = 2048  # bytes of the renderer's stderr read back, for a message
 HEAD_MAX = 64 * 1024  # bytes of one frame's JSON line
+
+log = logging.getLogger(__name__)
 
 # One layer: the repo folder (relative to the pair folder) and the files below it.
 Layer = tuple[str, Sequence[RepoFile]]
@@ -179,10 +182,27 @@ def _check_no_file_dir_clash(merged: Mapping[str, RepoFile]) -> None:
 def _ask_renderer(
     templates: Templates, variables: Mapping[str, Any], bounds: Bounds
 ) -> dict[str, bytes]:
-    """The templates rendered by one renderer: out path -> bytes. Raises RenderError."""
+    """The templates rendered by one renderer: out path -> bytes. Raises RenderError.
+
+    The renderer is forked by the warm fork server (agent/engine/forkserver.py), or
+    spawned afresh when none can be had; either is the same renderer, under the same
+    limits, on fresh memfds."""
     request = pickle.dumps((dict(templates), dict(variables)))
+    try:
+        return _ask_once(request, templates, bounds, forkserver.shared().run)
+    except forkserver.Unavailable as err:
+        log.warning("renderer fork server: %s; spawning the renderer instead", err)
+        return _ask_once(request, templates, bounds, _spawn)
+
+
+Runner = Callable[[Bounds, tuple[int, int, int]], tuple[int, float, bool]]
+
+
+def _ask_once(
+    request: bytes, templates: Templates, bounds: Bounds, run: Runner
+) -> dict[str, bytes]:
     with _Memfd("request", request) as stdin, _Memfd("answer") as out, _Memfd("stderr") as err:
-        status, cpu, timed_out = _run(bounds, (stdin.fd, out.fd, err.fd))
+        status, cpu, timed_out = run(bounds, (stdin.fd, out.fd, err.fd))
         answer = parse(out.read(bounds.answer_size))
         death = Death(status, cpu, timed_out, err.tail(STDERR_TAIL))
     return verdict(answer, death, templates, bounds)
@@ -198,7 +218,7 @@ class Death:
     stderr: str = ""
 
 
-def _run(bounds: Bounds, fds: tuple[int, int, int]) -> tuple[int, float, bool]:
+def _spawn(bounds: Bounds, fds: tuple[int, int, int]) -> tuple[int, float, bool]:
     """Start a renderer on these stdin, stdout, stderr; its wait status, CPU seconds and
     whether it was killed for taking too long."""
     # posix_spawn, not subprocess with preexec_fn: the agent is multi-threaded, and the
