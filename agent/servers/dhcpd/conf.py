@@ -7,6 +7,8 @@ malformed statement is skipped, an unclosed block ends with its file.
 Statements are read in the order dhcpd reads them: an include is replaced in
 place by the statements of the included file, when that file is in the tree.
 Like dhcpd, a block never spans files (dhcpd parses an included file to its end).
+The tokens are lexer.py's, read as dhcpd reads them: strings with their escapes
+read, a 0xFF byte where a top-level statement starts ending the file.
 """
 
 from __future__ import annotations
