@@ -8,43 +8,30 @@ either role (there the parsed declarations must be equal, field by field).
 
 Reading (agent/review/copies.py), lifting and laying out are pure; then the repo
 is written and the proof run. A refused copy (a link, a second failover peer)
-writes nothing. What knows dhcpd is the dhcpd backend's: where the declaration
-is and pair.toml from it (lift), the template (template), the proof (proof).
+writes nothing. What knows dhcpd is behind the seam (agent.servers.base.Importer):
+reading a copy's declarations, lifting them into pair.toml and a template, and
+the proof.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import git
 
-from agent.config import Dhcpd
+from agent import servers
 from agent.engine import render
 from agent.errors import DhcpGitopsError, RenderError, UsageError
-from agent.review.copies import Side, read_side
-from agent.servers.dhcpd import proof as dhcpd_proof
-from agent.servers.dhcpd.lift import (
-    ROLES,
-    at,
-    block_span,
-    has_comments,
-    lift,
-    pair_toml,
-    toml_value,
-)
-from agent.servers.dhcpd.proof import Proof
-from agent.servers.dhcpd.template import (
-    block_indent,
-    block_template,
-    failover_template,
-    verbatim,
-)
+from agent.review.copies import read_copy
+from agent.servers.base import Copy, Importer, Lifted, Proof
 from agent.source.snapshot import WorkTree
 
+ROLES = ("primary", "secondary")
 AUTHOR = git.Actor("dhcp-gitops import", "dhcp-gitops@localhost")
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # as agent.toml's [node] name
 
@@ -81,14 +68,15 @@ def other(role: str) -> str:
 def run(options: Options, out: TextIO) -> int:
     """Import, write the repo, prove it renders back: 0 equivalent, 1 not (the repo stays)."""
     _check_options(options)
-    sides = read_sides(options)
-    pair = lift({s.role: s.failover for s in sides.values()}, options.names)
-    files = repo_files(sides, pair, options)
+    importer = servers.importer("dhcpd", options.target, options.main, options.dhcpd)
+    copies = read_copies(options, importer)
+    lifted = importer.lift(copies, options.names, options.role)
+    files = repo_files(copies, lifted, options, importer)
     sha = write_repo(options.repo, files, _commit_message(options))
-    _say_imported(out, options, sides, files, sha)
-    proofs = [prove(side, options) for side in sides.values()]
+    _say_imported(out, options, copies, files, sha)
+    proofs = [prove(copy, options, importer) for copy in copies.values()]
     _say_proved(out, options, proofs)
-    _say_next(out, options, sides)
+    _say_next(out, options, copies)
     return 0 if all(p.ok for p in proofs) else 1
 
 
@@ -101,12 +89,12 @@ def _check_options(options: Options) -> None:
         raise UsageError(f"--config-file {options.main}: a path relative to the target")
 
 
-def read_sides(options: Options) -> dict[str, Side]:
-    sides = {options.role: read_side(options.source, options.role, options.main, options.target)}
+def read_copies(options: Options, importer: Importer) -> dict[str, Copy]:
+    copies = {options.role: read_copy(options.source, options.role, options.main, importer)}
     if options.peer_source is not None:
         role = other(options.role)
-        sides[role] = read_side(options.peer_source, role, options.main, options.target)
-    return {role: sides[role] for role in ROLES if role in sides}
+        copies[role] = read_copy(options.peer_source, role, options.main, importer)
+    return {role: copies[role] for role in ROLES if role in copies}
 
 
 # --- the repo's files ----------------------------------------------------------------
@@ -116,43 +104,39 @@ Entry = tuple[str, bytes]  # (path below dhcp/ or roles/<role>/, content)
 
 
 def repo_files(
-    sides: Mapping[str, Side], pair: dict[str, Any], options: Options
+    copies: Mapping[str, Copy], lifted: Lifted, options: Options, importer: Importer
 ) -> dict[str, bytes]:
-    primary_known = "primary" in sides
-    first = sides[options.role]
-    text = _utf8(first, first.failover.where.file)
-    indent = block_indent(text, block_span(text, first.failover))
-    block = block_template(pair, indent, primary_known)
-    entries = {role: entries_of(side, block) for role, side in sides.items()}
+    entries = {role: entries_of(copy, lifted, importer) for role, copy in copies.items()}
     files = layout(entries)
-    files["pair.toml"] = pair_toml(pair, primary_known).encode()
-    files["README.md"] = readme(options, sides, pair).encode()
+    files["pair.toml"] = lifted.pair_toml.encode()
+    files["README.md"] = readme(options, copies, lifted).encode()
     return files
 
 
-def entries_of(side: Side, block: str) -> dict[str, Entry]:
-    """Live path -> repo entry: secrets left out; the failover file and any file that is
-    named *.j2 already become templates (one that renders its text unchanged)."""
+def entries_of(copy: Copy, lifted: Lifted, importer: Importer) -> dict[str, Entry]:
+    """Live path -> repo entry: secrets left out; the file declaring the pair and any
+    file that is named *.j2 already become templates (one that renders its text
+    unchanged)."""
     entries: dict[str, Entry] = {}
-    for rel, data in side.files.items():
-        if rel in side.secrets:
+    for rel, data in copy.files.items():
+        if rel in copy.secrets:
             continue
-        if rel == side.failover.where.file:
-            text = _utf8(side, rel)
-            template = failover_template(text, block_span(text, side.failover), block)
+        if rel == copy.pair_file:
+            template = lifted.templates[copy.role]
             entries[rel] = (rel + render.TEMPLATE_SUFFIX, template.encode())
         elif rel.endswith(render.TEMPLATE_SUFFIX):
-            entries[rel] = (rel + render.TEMPLATE_SUFFIX, verbatim(_utf8(side, rel)).encode())
+            source = importer.verbatim(_utf8(copy, rel))
+            entries[rel] = (rel + render.TEMPLATE_SUFFIX, source.encode())
         else:
             entries[rel] = (rel, data)
     return entries
 
 
-def _utf8(side: Side, rel: str) -> str:
+def _utf8(copy: Copy, rel: str) -> str:
     try:
-        return side.files[rel].decode("utf-8")
+        return copy.files[rel].decode("utf-8")
     except UnicodeDecodeError as err:
-        message = f"{side.folder / rel}: not UTF-8 text, so it cannot become a template"
+        message = f"{Path(copy.where) / rel}: not UTF-8 text, so it cannot become a template"
         raise DhcpGitopsError(message) from err
 
 
@@ -198,8 +182,8 @@ def _from_where(options: Options) -> str:
     return " and ".join(said)
 
 
-def readme(options: Options, sides: Mapping[str, Side], pair: Mapping[str, Any]) -> str:
-    return f"""# DHCP failover pair "{pair["failover"]["name"]}"
+def readme(options: Options, copies: Mapping[str, Copy], lifted: Lifted) -> str:
+    return f"""# DHCP failover pair "{lifted.name}"
 
 Imported by `dhcp-gitops import` from {_from_where(options)}: copies of
 {options.target} on the servers. This repo renders back to those files, byte for
@@ -209,7 +193,7 @@ byte, except the failover declaration, which `pair.toml` now describes once.
   server's declaration from it (the text around the declaration is kept as it was)
 - `dhcp/`: files both servers have alike
 - `roles/primary/`, `roles/secondary/`: files that differ, or that one server lacks
-{_secrets_note(_preserve(sides))}
+{_secrets_note(_preserve(copies))}
 Next: `dhcp-gitops validate .`, push to your forge, and point each server's agent
 at it (agent.toml `[source] url`, `[node] name` and `role`).
 """
@@ -220,67 +204,58 @@ def _secrets_note(preserve: list[str]) -> str:
         return ""
     return (f"\nLeft out because they hold key secrets: {', '.join(preserve)}. They stay on "
             f"the servers;\nthe agent keeps them across deploys with `[deploy] preserve = "
-            f"{toml_value(preserve)}`\nin each agent.toml.\n")  # fmt: skip
+            f"{_toml_list(preserve)}`\nin each agent.toml.\n")  # fmt: skip
 
 
-def _preserve(sides: Mapping[str, Side]) -> list[str]:
-    return sorted({rel for side in sides.values() for rel in side.secrets})
+def _preserve(copies: Mapping[str, Copy]) -> list[str]:
+    return sorted({rel for copy in copies.values() for rel in copy.secrets})
+
+
+def _toml_list(texts: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(t, ensure_ascii=False) for t in texts) + "]"
 
 
 # --- the proof ---------------------------------------------------------------------
 
 
-def prove(side: Side, options: Options) -> Proof:
-    """The role rendered from the new repo, then checked by the dhcpd backend."""
+def prove(copy: Copy, options: Options, importer: Importer) -> Proof:
+    """The role rendered from the new repo, then proved by the server software."""
+    name = options.names[copy.role]
     try:
         rendered = render.render_pair(
-            WorkTree(options.repo), "", side.role, options.names[side.role], str(options.target)
+            WorkTree(options.repo), "", copy.role, name, str(options.target)
         )
     except RenderError as err:
-        failed = Proof(side.role, left_out=list(side.secrets))
+        failed = Proof(copy.role, left_out=list(copy.secrets))
         failed.differences.append(f"the repo does not render: {err.message}")
         return failed
-    dhcpd = Dhcpd(binary=options.dhcpd, config=options.main)
-    return dhcpd_proof.check(side, rendered.files, rendered.sources, dhcpd, options.target)
+    return importer.prove(copy, rendered.files, rendered.sources)
 
 
 # --- what the user reads --------------------------------------------------------------
 
 
 def _say_imported(
-    out: TextIO, options: Options, sides: Mapping[str, Side], files: Mapping[str, bytes], sha: str
+    out: TextIO, options: Options, copies: Mapping[str, Copy], files: Mapping[str, bytes], sha: str
 ) -> None:
     print(f"made {options.repo} from {_from_where(options)} (commit {sha[:12]})", file=out)
     for folder in (render.BASE, *(render.role_folder(r) for r in ROLES)):
         count = sum(rel.startswith(folder + "/") for rel in files)
         if count:
             print(f"  {folder}/: {count} file(s)", file=out)
-    for note in _notes(sides, options):
+    for note in _notes(copies):
         print(note, file=out)
 
 
-def _notes(sides: Mapping[str, Side], options: Options) -> Iterator[str]:
-    preserve = _preserve(sides)
+def _notes(copies: Mapping[str, Copy]) -> Iterator[str]:
+    preserve = _preserve(copies)
     if preserve:
         yield (
             f"left out, holding key secrets: {', '.join(preserve)}; they stay on the "
-            f"servers: add [deploy] preserve = {toml_value(preserve)} to each agent.toml"
+            f"servers: add [deploy] preserve = {_toml_list(preserve)} to each agent.toml"
         )
-    for side in sides.values():
-        yield from _side_notes(side, options)
-
-
-def _side_notes(side: Side, options: Options) -> Iterator[str]:
-    for inc in side.outside:
-        yield (f'warning: {side.role}: {inc.file}:{inc.line} includes "{inc.path}", outside '
-               f"{options.target}: the agent refuses it; move that file under "
-               f"{options.target} on the servers")  # fmt: skip
-    text = side.files[side.failover.where.file].decode("utf-8", "replace")
-    if has_comments(text, block_span(text, side.failover)):
-        yield (
-            f"note: {side.role}: the comments inside the failover declaration "
-            f"({at(side.failover)}) are not kept: pair.toml and the template replace it"
-        )
+    for copy in copies.values():
+        yield from copy.notes
 
 
 def _say_proved(out: TextIO, options: Options, proofs: Sequence[Proof]) -> None:
@@ -307,12 +282,12 @@ def _summary(proof: Proof) -> str:
     said += [f"{rel} left out (secret)" for rel in proof.left_out]
     if proof.differences:
         said.append(f"{len(proof.differences)} difference(s)")
-    return ", ".join(said) + (f"; {proof.dhcpd}" if proof.dhcpd else "")
+    return ", ".join(said) + (f"; {proof.validator}" if proof.validator else "")
 
 
-def _say_next(out: TextIO, options: Options, sides: Mapping[str, Side]) -> None:
+def _say_next(out: TextIO, options: Options, copies: Mapping[str, Copy]) -> None:
     steps = [f"dhcp-gitops validate {options.repo}   (every role, dhcpd -t and the pair checks)"]
-    if "primary" not in sides:
+    if "primary" not in copies:
         steps.append("set the primary's mclt and split (or hba) in pair.toml")
     steps += [
         "push it to your forge; on each server, agent.toml [source] url, [node] name and role",

@@ -14,8 +14,7 @@ from typing import Any
 from agent.errors import DhcpGitopsError
 from agent.servers.dhcpd.conf import Failover
 from agent.servers.dhcpd.lexer import Token, tokens
-
-ROLES = ("primary", "secondary")
+from agent.servers.dhcpd.pair import ROLES
 
 # Keys each server says of itself; equal on both servers, they move to [failover].
 NODE_KEYS = (

@@ -10,66 +10,46 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 
 from agent import tree
 from agent.config import Dhcpd
 from agent.errors import Problem, ValidateError
-from agent.servers.base import Files
+from agent.servers.base import Copy, Files, Proof
 from agent.servers.dhcpd import conf, sandbox
 from agent.servers.dhcpd.conf import Failover
 from agent.servers.dhcpd.lift import at, block_span
 from agent.servers.dhcpd.pair import DEFAULT_PORT
 
 
-@dataclass(frozen=True)
-class Copy:
-    """What one server has today: its files (paths relative to the target) and their
-    failover declaration."""
-
-    role: str
-    files: dict[str, bytes]
-    failover: Failover
-    secrets: tuple[str, ...]  # files holding key secrets: left out of the repo
-
-
-@dataclass
-class Proof:
-    """One role rendered from the new repo, compared with that server's copy."""
-
-    role: str
-    identical: list[str] = field(default_factory=list)
-    equivalent: list[str] = field(default_factory=list)  # failover files
-    left_out: list[str] = field(default_factory=list)
-    differences: list[str] = field(default_factory=list)
-    dhcpd: str = ""  # what dhcpd -t said, or why it did not run
-
-    @property
-    def ok(self) -> bool:
-        return not self.differences
-
-
 def check(
-    copy: Copy, rendered: Files, sources: Mapping[str, str], dhcpd: Dhcpd, target: Path
+    copy: Copy,
+    failover: Failover,
+    rendered: Files,
+    sources: Mapping[str, str],
+    dhcpd: Dhcpd,
+    target: Path,
 ) -> Proof:
-    """The rendered role against the copy, then dhcpd -t on it (dhcpd.config: the main
-    file; sources: repo file of each rendered file, for dhcpd's errors)."""
+    """The rendered role against the copy (failover: its declaration), then dhcpd -t on
+    it (dhcpd.config: the main file; sources: the repo file of each rendered file)."""
     proof = Proof(copy.role, left_out=list(copy.secrets))
-    compare(copy, rendered, proof, dhcpd.config, target)
+    compare(copy, failover, rendered, proof, dhcpd.config, target)
     run_dhcpd_t(copy, rendered, sources, proof, dhcpd, target)
     return proof
 
 
-def compare(copy: Copy, rendered: Files, proof: Proof, main: str, target: Path) -> None:
+def compare(
+    copy: Copy, failover: Failover, rendered: Files, proof: Proof, main: str, target: Path
+) -> None:
     expected = {rel: data for rel, data in copy.files.items() if rel not in copy.secrets}
     for rel in sorted(expected.keys() | rendered.keys()):
         if rel not in rendered:
             proof.differences.append(f"{rel}: on the server, not rendered")
         elif rel not in expected:
             proof.differences.append(f"{rel}: rendered, not on the server")
-        elif rel == copy.failover.where.file:
-            said = failover_differences(copy, rendered, main, target)
+        elif rel == failover.where.file:
+            said = failover_differences(copy, failover, rendered, main, target)
             proof.differences += said
             proof.equivalent += [] if said else [rel]
         elif rendered[rel] == expected[rel]:
@@ -79,20 +59,22 @@ def compare(copy: Copy, rendered: Files, proof: Proof, main: str, target: Path) 
             proof.differences.append(f"{rel}: differs from line {line}")
 
 
-def failover_differences(copy: Copy, rendered: Files, main: str, target: Path) -> list[str]:
+def failover_differences(
+    copy: Copy, failover: Failover, rendered: Files, main: str, target: Path
+) -> list[str]:
     """The parsed declarations field by field, then the text around them, byte for byte."""
-    rel = copy.failover.where.file
+    rel = failover.where.file
     found = conf.parse(rendered, main, str(target)).failovers
     if len(found) != 1 or found[0].where.file != rel:
         return [f"{rel}: the rendered tree declares {len(found)} failover peer(s) "
                 f"({', '.join(at(f) for f in found)})"]  # fmt: skip
     said = [
         f"{rel}: failover {name}: {mine!r} on the server, {theirs!r} rendered"
-        for name, mine, theirs in field_differences(copy.failover, found[0])
+        for name, mine, theirs in field_differences(failover, found[0])
     ]
     # UTF-8: the failover file of the copy became the template rendered here
     server = copy.files[rel].decode("utf-8")
-    return said + _text_around(rel, server, rendered[rel], found[0], copy.failover)
+    return said + _text_around(rel, server, rendered[rel], found[0], failover)
 
 
 def field_differences(server: Failover, rendered: Failover) -> list[tuple[str, object, object]]:
@@ -150,11 +132,11 @@ def run_dhcpd_t(
     """dhcpd -t on the rendered role with the secret files in, as the agent stages it."""
     cannot = _cannot_run_dhcpd(dhcpd, target)
     if cannot:
-        proof.dhcpd = f"dhcpd -t skipped: {cannot}"
+        proof.validator = f"dhcpd -t skipped: {cannot}"
         return
     files = {**rendered, **{rel: copy.files[rel] for rel in copy.secrets}}
     problems = _dhcpd_t(files, sources, dhcpd, target)
-    proof.dhcpd = "dhcpd -t: refused" if problems else "dhcpd -t: ok"
+    proof.validator = "dhcpd -t: refused" if problems else "dhcpd -t: ok"
     proof.differences += [f"dhcpd -t: {p}" for p in problems]
 
 

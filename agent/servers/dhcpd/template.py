@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agent.servers.dhcpd.lift import PRIMARY_KEYS, ROLES
+from agent.servers.dhcpd.lift import PRIMARY_KEYS
+from agent.servers.dhcpd.pair import ROLES
 
 TEMPLATE_NOTE = """\
 {#
