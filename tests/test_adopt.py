@@ -22,9 +22,10 @@ from agent import cli, tree
 from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import RenderError
-from agent.review import adopt
 from agent.servers.dhcpd import conf
+from agent.servers.dhcpd.lift import block_span, holds_secret
 from agent.servers.dhcpd.sandbox import validate
+from agent.servers.dhcpd.template import verbatim
 from agent.source.snapshot import RepoFile, WorkTree
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
@@ -392,7 +393,7 @@ def test_a_copy_imported_under_the_wrong_role_is_refused(
     ],
 )
 def test_verbatim_renders_to_the_same_text(text: str) -> None:
-    template = RepoFile("dhcp/x.j2", adopt.verbatim(text).encode())
+    template = RepoFile("dhcp/x.j2", verbatim(text).encode())
     out = render.render([("dhcp", [template])], {})
     assert out.files["x"] == text.encode()
 
@@ -417,7 +418,7 @@ def test_a_source_file_named_j2_is_kept_as_it_is(
     ],
 )
 def test_holds_secret(text: str, secret: bool) -> None:
-    assert adopt.holds_secret(text.encode()) is secret
+    assert holds_secret(text.encode()) is secret
 
 
 @pytest.mark.parametrize(
@@ -436,7 +437,7 @@ def test_holds_secret(text: str, secret: bool) -> None:
 )
 def test_block_span_finds_the_whole_declaration(text: str, block: str) -> None:
     (failover,) = conf.parse({"f": text.encode()}, "f", str(LIVE)).failovers
-    start, end = adopt.block_span(text, failover)
+    start, end = block_span(text, failover)
     assert text[start:end] == block
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,12 +79,16 @@ def test_unlocated_errors_are_kept() -> None:
     ],
 )
 def test_include_scanner(text: str, found: list[tuple[int, str]]) -> None:
-    assert list(includes(text)) == found
+    assert [(s.line, s.c_string) for s in includes(text.encode())] == found
 
 
 def staged(tmp_path: Path, files: dict[str, str]) -> tuple[Path, Path]:
+    return staged_bytes(tmp_path, {k: v.encode() for k, v in files.items()})
+
+
+def staged_bytes(tmp_path: Path, files: dict[str, bytes]) -> tuple[Path, Path]:
     stage, target = tmp_path / "stage", tmp_path / "etc" / "dhcp"
-    tree.write(stage, {k: v.encode() for k, v in files.items()})
+    tree.write(stage, files)
     target.mkdir(parents=True)
     return stage, target
 
@@ -101,6 +106,65 @@ def test_includes_are_followed_through_included_files(tmp_path: Path) -> None:
     stage, target = staged(tmp_path, files)
     (problem,) = outside_includes(stage, target, "dhcpd.conf")
     assert problem.file == f"{target}/a.conf"
+
+
+# Spellings of an include outside the target that the old check, reading strings by
+# rules of its own, let through while dhcpd opens the file (`outside` is its path).
+ATTACKS: dict[str, Callable[[bytes, bytes], bytes]] = {
+    "hex escapes": lambda outside, _: b'include "%s";' % outside.replace(b"/", b"\\x2f"),
+    "octal escapes": lambda outside, _: b'include "%s";' % outside.replace(b"/", b"\\057"),
+    "a NUL byte, then back into the target": (
+        lambda outside, target: b'include "%s\0/../..%s/a.conf";' % (outside, target)
+    ),
+    "an invalid escape swallows a quote": (
+        lambda outside, _: b'option domain-name "\\x" junk "; include "%s";' % outside
+    ),
+    "0xFF ends a comment": lambda outside, _: b'# note \xff include "%s";' % outside,
+    "0xFF ends a string": (
+        lambda outside, _: b'option domain-name "a\xff; include "%s"; #";' % outside
+    ),
+    "1,500 bytes end a string": (
+        lambda outside, _: b'option domain-name "%s; include "%s"; #"' % (b"x" * 1500, outside)
+    ),
+    "0xFF after include": lambda outside, _: b'include\xff"%s";' % outside,
+}
+
+
+@pytest.mark.parametrize("spelling", ATTACKS)
+def test_an_include_outside_is_refused_however_it_is_spelled(tmp_path: Path, spelling: str) -> None:
+    target = tmp_path / "etc" / "dhcp"
+    text = ATTACKS[spelling](b"/etc/passwd", bytes(target))
+    stage, target = staged_bytes(tmp_path, {"dhcpd.conf": text})
+    (problem,) = outside_includes(stage, target, "dhcpd.conf")
+    assert (problem.file, problem.line) == (f"{target}/dhcpd.conf", 1)
+    assert "outside" in problem.message or "backslash or NUL" in problem.message
+
+
+@pytest.mark.parametrize("spelling", ATTACKS)
+def test_dhcpd_opens_the_file_outside(tmp_path: Path, dhcpd_binary: str, spelling: str) -> None:
+    """What makes each spelling an attack: the real dhcpd -t opens the path outside."""
+    outside = b"/nonexistent-dhcp-gitops/passwd"
+    (tmp_path / "dhcpd.conf").write_bytes(ATTACKS[spelling](outside, bytes(tmp_path)))
+    argv = [dhcpd_binary, "-t", "-cf", str(tmp_path / "dhcpd.conf")]
+    done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    assert b"Can't open " + outside + b": No such file" in done.stderr
+
+
+def test_a_backslash_in_an_include_path_is_refused_even_inside(tmp_path: Path) -> None:
+    stage, target = staged(tmp_path, {"dhcpd.conf": 'authoritative;\ninclude "sub\\dir.conf";\n'})
+    (problem,) = outside_includes(stage, target, "dhcpd.conf")
+    assert problem.line == 2
+    assert problem.message == (
+        'include "sub\\dir.conf": a backslash or NUL byte in an include path is refused '
+        "(dhcpd reads escapes and stops at a NUL): write the path plainly"
+    )
+
+
+def test_an_include_inside_is_followed_as_dhcpd_reads_its_path(tmp_path: Path) -> None:
+    files = {"dhcpd.conf": b'include "a\xff.conf";', "a": b'include "/etc/passwd";'}
+    stage, target = staged_bytes(tmp_path, files)  # dhcpd opens "a": 0xFF ends the string
+    (problem,) = outside_includes(stage, target, "dhcpd.conf")
+    assert problem.file == f"{target}/a"
 
 
 def test_validate_reads_the_staged_include_not_the_live_one(

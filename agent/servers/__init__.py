@@ -1,8 +1,8 @@
 """The DHCP servers behind the seam (agent.servers.base): one subpackage per server software.
 
     servers/
-    ├── base.py        Server and Language: what the engine, the daemon and the
-    │                  review commands may ask of a server; PairState, Health
+    ├── base.py        Server, Language and Importer: what the engine, the daemon
+    │                  and the review commands may ask of a server; PairState, Health
     ├── sandbox.py     the bubblewrap sandbox every validator runs in
     ├── dhcpd/         ISC dhcpd (config language, `dhcpd -t` in the sandbox,
     │                  failover pair rules, restarts, leases, OMAPI)
@@ -21,7 +21,7 @@ from pathlib import Path
 from agent.config import AgentConfig, Dhcpd, Kea
 from agent.errors import UsageError
 from agent.servers import dhcpd, kea
-from agent.servers.base import Language, Server
+from agent.servers.base import Importer, Language, Server
 
 BACKENDS = ("dhcpd", "kea")  # the values of [node] server, each a subpackage here
 
@@ -49,3 +49,15 @@ def language(
     defaults = Dhcpd()
     chosen = Dhcpd(config=main or defaults.config, binary=binary or defaults.binary)
     return dhcpd.Language(chosen, read_only)
+
+
+def importer(
+    kind: str, target: Path, main: str | None = None, binary: str | None = None
+) -> Importer:
+    """A server's side of `dhcp-gitops import`, for copies of a folder that goes live at
+    target: main is the main config file (relative to it), binary the validator."""
+    if kind != "dhcpd":
+        raise UsageError(f"import adopts ISC dhcpd failover pairs, not {kind!r} servers")
+    defaults = Dhcpd()
+    chosen = Dhcpd(config=main or defaults.config, binary=binary or defaults.binary)
+    return dhcpd.Importer(chosen, target)

@@ -10,7 +10,7 @@ value of `[node] server` naming it (agent/servers/__init__.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -114,3 +114,61 @@ class Server(Language, Protocol):
     def pair_normal(self) -> bool | None:
         """Whether every pair relationship is back to normal now, asked of the running
         server; None when the live config has none."""
+
+
+# --- `dhcp-gitops import` ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One server's config as `dhcp-gitops import` read it, from a copy of its folder."""
+
+    role: str
+    where: str  # the copy's folder, for messages
+    files: dict[str, bytes]  # paths relative to the target
+    pair_file: str  # the file declaring the pair: a template takes its place in the repo
+    secrets: tuple[str, ...]  # files holding secrets: they stay on the server
+    notes: tuple[str, ...] = ()  # for the user: what the agent would refuse, what is lost
+
+
+@dataclass(frozen=True)
+class Lifted:
+    """The pair lifted out of the copies: pair.toml, and each pair file as a template."""
+
+    name: str  # the pair's name, e.g. dhcpd's failover peer
+    pair_toml: str
+    templates: dict[str, str]  # role -> the template source of its pair file
+
+
+@dataclass
+class Proof:
+    """One role rendered from the new repo, compared with that server's copy."""
+
+    role: str
+    identical: list[str] = field(default_factory=list)
+    equivalent: list[str] = field(default_factory=list)  # pair files: declarations equal
+    left_out: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    validator: str = ""  # what the validator (dhcpd -t) said, or why it did not run
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+class Importer(Protocol):
+    """What `dhcp-gitops import` asks of the server software: to read each server's
+    copy, to lift the pair out of them, and to prove that the repo renders back."""
+
+    def read(self, files: Files, role: str, where: str) -> Copy:
+        """One server's copy; DhcpGitopsError naming `where` if it cannot become a repo."""
+
+    def lift(self, copies: Mapping[str, Copy], names: Mapping[str, str], first: str) -> Lifted:
+        """names: role -> node name; first: the role whose layout the templates follow."""
+
+    def verbatim(self, text: str) -> str:
+        """Template source that renders to exactly `text`."""
+
+    def prove(self, copy: Copy, rendered: Files, sources: Mapping[str, str]) -> Proof:
+        """The role rendered from the repo against its copy, then the server's validator
+        on it (sources: the repo file of each rendered file, for its messages)."""

@@ -7,16 +7,19 @@ malformed statement is skipped, an unclosed block ends with its file.
 Statements are read in the order dhcpd reads them: an include is replaced in
 place by the statements of the included file, when that file is in the tree.
 Like dhcpd, a block never spans files (dhcpd parses an included file to its end).
+The tokens are lexer.py's, read as dhcpd reads them: strings with their escapes
+read, a 0xFF byte where a top-level statement starts ending the file.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-Token = tuple[int, str, str]  # (line, "word" | "string" | "punct", value)
+from agent.servers.dhcpd.lexer import Token, tokens
 
 # Far beyond any real tree, these stop a tree that includes itself, or includes
 # the same files again and again (30 includes of 30 includes of ...), from hanging us.
@@ -99,44 +102,7 @@ def parse(files: Mapping[str, bytes], main: str, target: str) -> DhcpConfig:
     )
 
 
-# --- tokens -----------------------------------------------------------------
-
-
-def tokens(text: str) -> Iterator[Token]:
-    """dhcpd.conf tokens as (line, 'word' | 'string' | 'punct', value).
-
-    Unlike dhcpd's lexer, a word keeps its dots, so an address (192.0.2.1) or
-    a host name (dhcp1.example.net) is one word.
-    """
-    line, i, n = 1, 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif c == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c == '"':
-            start_line, value, i = line, [], i + 1
-            while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
-                    i += 1
-                line += text[i] == "\n"
-                value.append(text[i])
-                i += 1
-            i += 1
-            yield start_line, "string", "".join(value)
-        elif c.isalnum() or c in "-_":
-            start = i
-            while i < n and (text[i].isalnum() or text[i] in "-_."):
-                i += 1
-            yield line, "word", text[start:i]
-        else:
-            yield line, "punct", c
-            i += 1
+# --- includes -----------------------------------------------------------------
 
 
 def inside_target(path: str, target: str) -> str | None:
@@ -153,19 +119,23 @@ def inside_target(path: str, target: str) -> str | None:
 # --- statements ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Statement:
+class _Statement(NamedTuple):  # a NamedTuple, not a dataclass: a third the time to make
     head: tuple[Token, ...]  # the tokens before ';' or '{'
-    where: Where
+    file: str
+    line: int
     seq: int
     body: tuple[_Statement, ...] | None  # None: a simple statement ended by ';'
 
+    @property
+    def where(self) -> Where:
+        return Where(self.file, self.line)
+
     def values(self) -> list[str]:
-        return [value for _, _, value in self.head]
+        return [_text(tok) for tok in self.head]
 
     def words(self) -> list[str]:
         """The head's values as keywords: lower-cased, as dhcpd matches them in any case."""
-        return [value.lower() if kind == "word" else value for _, kind, value in self.head]
+        return [tok.value.lower() if tok.kind == "name" else _text(tok) for tok in self.head]
 
 
 @dataclass
@@ -173,12 +143,13 @@ class _Block:
     """A block being read: its opening statement (none for a file) and what it holds."""
 
     head: tuple[Token, ...]
-    where: Where
+    file: str
+    line: int
     seq: int
     children: list[_Statement] = field(default_factory=list)
 
     def close(self) -> _Statement:
-        return _Statement(self.head, self.where, self.seq, tuple(self.children))
+        return _Statement(self.head, self.file, self.line, self.seq, tuple(self.children))
 
 
 class _Reader:
@@ -201,20 +172,24 @@ class _Reader:
             return []
         self.reading.append(rel)
         try:
-            return self._statements(rel, list(tokens(data.decode("utf-8", "replace"))))
+            return self._statements(rel, tokens(data))
         finally:
             self.reading.pop()
 
     def _statements(self, rel: str, toks: Sequence[Token]) -> list[_Statement]:
         """The file's top-level statements; a stack, not recursion, holds open blocks."""
-        stack = [_Block((), Where(rel, 1), 0)]
+        stack = [_Block((), rel, 1, 0)]
         head: list[Token] = []
         for tok in toks:
-            if tok[1] == "punct" and tok[2] in ";{}":
-                self._end(stack, head, rel, tok[2])
+            kind = tok.kind
+            if kind == "punct" and tok.value in (";", "{", "}"):
+                self._end(stack, head, rel, tok.value)
                 head = []
-            else:
+            elif kind in ("name", "string", "punct"):
                 head.append(tok)
+            elif kind == "end" and not head and len(stack) == 1:
+                break  # a 0xFF byte where a top-level statement starts: dhcpd stops there
+            # else a comment, or an end token elsewhere: dhcpd -t refuses that
         self._simple(stack[-1], head, rel)
         while len(stack) > 1:  # unclosed at the end of the file: dhcpd -t will say so
             stack[-2].children.append(stack.pop().close())
@@ -223,7 +198,7 @@ class _Reader:
     def _end(self, stack: list[_Block], head: list[Token], rel: str, punct: str) -> None:
         """The head ends at ';', '{' or '}': add the statement, open or close a block."""
         if punct == "{":
-            stack.append(_Block(tuple(head), self._where(rel, head), self._next()))
+            stack.append(_Block(tuple(head), rel, _line(head), self._next()))
             return
         self._simple(stack[-1], head, rel)  # before '}', the last ';' may be missing
         if punct == "}" and len(stack) > 1:  # a stray '}' at the top is dhcpd -t's to refuse
@@ -233,11 +208,9 @@ class _Reader:
         """Add `head ;` to the block, or the included file's statements in its place."""
         path = _include_path(head)
         if path is not None:
-            block.children += self._include(rel, head[0][0], path)
+            block.children += self._include(rel, head[0].line, path)
         elif head:
-            block.children.append(
-                _Statement(tuple(head), self._where(rel, head), self._next(), None)
-            )
+            block.children.append(_Statement(tuple(head), rel, _line(head), self._next(), None))
 
     def _include(self, rel: str, line: int, path: str) -> list[_Statement]:
         inside = inside_target(path, self.target)
@@ -250,17 +223,24 @@ class _Reader:
         self.seq += 1
         return self.seq
 
-    @staticmethod
-    def _where(rel: str, head: Sequence[Token]) -> Where:
-        return Where(rel, head[0][0] if head else 0)
+
+def _line(head: Sequence[Token]) -> int:
+    return head[0].line if head else 0
 
 
 def _include_path(head: Sequence[Token]) -> str | None:
-    """The path of `include "path"`, else None."""
+    """The path of `include "path"` as dhcpd opens it, else None."""
     if len(head) != 2:
         return None
-    (_, kind, word), (_, path_kind, path) = head
-    return path if (kind, word.lower(), path_kind) == ("word", "include", "string") else None
+    keyword, path = head
+    if (keyword.kind, keyword.value.lower(), path.kind) == ("name", "include", "string"):
+        return path.c_string
+    return None
+
+
+def _text(tok: Token) -> str:
+    """A token's value as dhcpd's C code uses it: a string up to its first NUL."""
+    return tok.c_string if tok.kind == "string" else tok.value
 
 
 # --- what the checks need -------------------------------------------------------
@@ -346,11 +326,11 @@ def _host(s: _Statement, name: str) -> Host:
 def _comma_list(toks: Sequence[Token]) -> list[str]:
     """`a, b, c` as ["a", "b", "c"]; tokens between commas are joined."""
     items: list[str] = [""]
-    for _, kind, value in toks:
-        if kind == "punct" and value == ",":
+    for tok in toks:
+        if tok.kind == "punct" and tok.value == ",":
             items.append("")
         else:
-            items[-1] += value
+            items[-1] += _text(tok)
     return [item for item in items if item]
 
 
@@ -420,4 +400,4 @@ def _int(text: str | None) -> int | None:
 
 
 def _normalised(head: Sequence[Token]) -> str:
-    return " ".join(f'"{v}"' if kind == "string" else v.lower() for _, kind, v in head)
+    return " ".join(f'"{_text(t)}"' if t.kind == "string" else t.value.lower() for t in head)

@@ -23,7 +23,8 @@ from pathlib import Path
 from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, Problem, SandboxError, ValidateError
-from agent.servers.dhcpd.conf import inside_target, tokens
+from agent.servers.dhcpd import lexer
+from agent.servers.dhcpd.conf import inside_target
 from agent.servers.sandbox import BWRAP, INSTALL, check_it_ran, no_sandbox, sandbox_argv
 
 TIMEOUT = 300.0  # seconds: 50,000 host declarations parse in well under that
@@ -180,7 +181,9 @@ def outside_includes(stage: Path, target: Path, config: str) -> list[Problem]:
     """Includes that leave the config directory, following includes from the main file.
 
     dhcpd echoes the offending line of a file it cannot parse, so
-    `include "/etc/shadow";` would put that file into our error reports.
+    `include "/etc/shadow";` would put that file into our error reports. Paths are
+    read as dhcpd opens them, and one written with a backslash or a NUL byte is
+    refused outright: escapes are where a reader that is not dhcpd's goes wrong.
     """
     problems: list[Problem] = []
     seen: set[str] = set()
@@ -190,28 +193,62 @@ def outside_includes(stage: Path, target: Path, config: str) -> list[Problem]:
         if rel in seen or not (stage / rel).is_file():
             continue
         seen.add(rel)
-        text = (stage / rel).read_bytes().decode("utf-8", "replace")
-        for line, path in includes(text):
-            inside = inside_target(path, str(target))
-            if inside is None:
-                message = f'include "{path}" is outside {target}: refused'
-                problems.append(Problem(str(target / rel), line, message))
-            else:
+        data = (stage / rel).read_bytes()
+        for string in includes(data):
+            inside = inside_target(string.c_string, str(target))
+            refusal = _refusal(data[string.start : string.end], string.c_string, inside, target)
+            if refusal is not None:
+                problems.append(Problem(str(target / rel), string.line, refusal))
+            elif inside is not None:
                 todo.append(inside)
     return problems
 
 
-def includes(text: str) -> Iterator[tuple[int, str]]:
-    """(line, path) of each `include "path";` in dhcpd.conf text, comments skipped.
+def includes(data: bytes) -> Iterator[lexer.Token]:
+    """The path string of each `include "path";` in a dhcpd.conf file, comments skipped.
 
     dhcpd reads keywords in any case: `INCLUDE "/etc/shadow";` is an include too.
+    Wider than dhcpd, to miss none: `x.include "p"` counts (dhcpd reads the name
+    `include` after the dot), and so does an include with a NUL byte (a token dhcpd
+    can lose as it reads ahead) or a 0xFF byte before its string.
     """
-    if "include" not in text.lower():
+    if b"include" not in data.lower():
         # No word "include", so no include statement: a hosts file of 50,000
         # declarations is not tokenized in Python (seconds) before dhcpd -t.
         return
-    previous_word = ""
-    for line, kind, value in tokens(text):
-        if kind == "string" and previous_word == "include":
-            yield line, value
-        previous_word = value.lower() if kind == "word" else ""
+    keyword = False  # the last token read is the name include
+    for span in lexer.spans(data):
+        if span.kind == "string":
+            if keyword:
+                yield span
+            keyword = False
+        elif span.kind == "code" and span.value.strip(_PASSED):
+            keyword = _ends_in_include(data, span)
+
+
+# Whitespace, and the NUL and 0xFF bytes that may stand between include and its string.
+_PASSED = " \t\n\v\f\r\0\udcff"
+
+
+def _ends_in_include(data: bytes, code: lexer.Token) -> bool:
+    if code.value.rstrip(_PASSED)[-7:].lower() != "include":
+        return False  # the cheap test first: most code ends in ; { or }
+    read = [t for t in lexer.code_tokens(data, code) if t.kind != "end" and t.value != "\0"]
+    return read[-1].kind == "name" and lexer.last_name(read[-1].value).lower() == "include"
+
+
+def _refusal(written: bytes, path: str, inside: str | None, target: Path) -> str | None:
+    """Why an include is refused (its string as written and as dhcpd reads it), or None."""
+    if b"\\" in written or b"\0" in written:
+        return (
+            f"include {_as_written(written)}: a backslash or NUL byte in an include path is "
+            "refused (dhcpd reads escapes and stops at a NUL): write the path plainly"
+        )
+    if inside is None:
+        return f'include "{path}" is outside {target}: refused'
+    return None
+
+
+def _as_written(written: bytes) -> str:
+    """A string as written, its NUL and other unprintable bytes as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in lexer.decoded(written))
