@@ -2,7 +2,7 @@
 
     agent/
     ├── cli.py          `dhcp-gitops COMMAND`: the one place errors meet the user
-    ├── config.py       agent.toml, checked whole at start
+    ├── config/         agent.toml, checked whole at start (files.py: what its keys name)
     ├── errors.py       every error, as one drawn tree
     ├── process.py      the one place that runs subprocesses
     ├── tree.py         directory trees on disk: write durably, hash, remove
