@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agent.servers.dhcpd.conf import (
@@ -298,3 +300,20 @@ def test_a_missing_main_file_is_an_empty_config() -> None:
 )
 def test_inside_target(path: str, inside: str | None) -> None:
     assert inside_target(path, T) == inside
+
+
+def test_without_hosts_a_file_of_no_pair_word_is_not_read() -> None:
+    """The deploy's pair check reads failover and pools only: a hosts file is skipped
+    unless it holds a word they need, so 50,000 hosts cost a search, not a parse."""
+    files = {
+        "dhcpd.conf": b'include "/etc/dhcp/hosts.conf";\ninclude "/etc/dhcp/pools.conf";\n',
+        "hosts.conf": b"host a { hardware ethernet 02:00:00:00:00:01; fixed-address 192.0.2.9; }\n",
+        "pools.conf": b"subnet 192.0.2.0 netmask 255.255.255.0 {\n"
+        b"  POOL { range 192.0.2.10 192.0.2.20; }\n}\n",
+    }
+    full = parse(files, "dhcpd.conf", "/etc/dhcp")
+    lean = parse(files, "dhcpd.conf", "/etc/dhcp", hosts=False)
+    assert len(full.hosts) == 1 and lean.hosts == ()
+    # seq counts statements read: only its order matters (a peer before its pools).
+    assert [replace(p, seq=0) for p in lean.pools] == [replace(p, seq=0) for p in full.pools]
+    assert len(lean.pools) == 1

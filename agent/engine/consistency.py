@@ -34,7 +34,8 @@ def check(
     if other is None:
         return  # a standalone server has no partner to agree with
     rendered = {role: mine, other: _partner(snapshot, pair, other, target, limits)}
-    problems = language.pair_problems({r: done.files for r, done in rendered.items()}, str(target))
+    files = {r: done.files for r, done in rendered.items()}
+    problems = language.pair_problems(files, str(target), warnings=False)
     errors = _unique([_located(p, rendered, role, target) for p in problems if not is_warning(p)])
     if errors:
         raise ValidateError(

@@ -65,10 +65,13 @@ class Language(Protocol):
         """ValidateError naming file and line if the staged tree would not load, read
         where only the stage is visible, at the paths it will have live."""
 
-    def pair_problems(self, rendered: Mapping[str, Files], target: str) -> list[Problem]:
+    def pair_problems(
+        self, rendered: Mapping[str, Files], target: str, warnings: bool = True
+    ) -> list[Problem]:
         """What the server cannot see in one config: each role alone, then the two
         against each other. rendered: role -> files. A Problem's file is
-        "<role>:<path in the target>"."""
+        "<role>:<path in the target>". warnings=False: only what refuses a commit
+        (the deploy's check), so a backend may skip work that can only warn."""
 
     def dangers(self, before: Files, after: Files, target: str) -> list[str]:
         """Changes that pass every check but hurt a running pair, for `plan`."""

@@ -85,12 +85,15 @@ class DhcpConfig:
     includes_outside: tuple[OutsideInclude, ...] = ()  # includes that leave the target
 
 
-def parse(files: Mapping[str, bytes], main: str, target: str) -> DhcpConfig:
+def parse(files: Mapping[str, bytes], main: str, target: str, hosts: bool = True) -> DhcpConfig:
     """The failover peers, pools and hosts of the tree whose main config is `main`.
 
     files: the rendered tree, paths relative to `target`, the folder it goes live in.
+    hosts: False when only failover and pools matter (the deploy's pair check, the
+    failover watch): a file without any word of theirs is then not read, so a
+    hosts file of 50,000 declarations costs a search for words, not a parse.
     """
-    reader = _Reader(files, target)
+    reader = _Reader(files, target, hosts)
     statements = reader.read(main)
     found = _Found()
     _walk(statements, found)
@@ -152,12 +155,24 @@ class _Block:
         return _Statement(self.head, self.file, self.line, self.seq, tuple(self.children))
 
 
+# Words of every statement that failover and pools depend on (dhcpd reads keywords in
+# any case). A file with none of them declares no failover peer, pool, range or
+# include; what else it holds (hosts, options) only the hosts checks need.
+_PAIR_WORDS = (b"failover", b"pool", b"range", b"include", b"subnet", b"shared-network")
+
+
+def _may_hold_a_pair_word(data: bytes) -> bool:
+    lowered = data.lower()
+    return any(word in lowered for word in _PAIR_WORDS)
+
+
 class _Reader:
     """Reads files into statements, following includes in place."""
 
-    def __init__(self, files: Mapping[str, bytes], target: str) -> None:
+    def __init__(self, files: Mapping[str, bytes], target: str, hosts: bool = True) -> None:
         self.files = files
         self.target = target.rstrip("/") or "/"
+        self.hosts = hosts
         self.seq = 0
         self.outside: list[OutsideInclude] = []
         self.reading: list[str] = []  # the include chain, to stop cycles
@@ -168,7 +183,7 @@ class _Reader:
         if data is None or rel in self.reading or len(self.reading) >= MAX_INCLUDE_DEPTH:
             return []  # missing (dhcpd -t says so), or a cycle dhcpd would never finish
         self.reads += 1
-        if self.reads > MAX_INCLUDES:
+        if self.reads > MAX_INCLUDES or not (self.hosts or _may_hold_a_pair_word(data)):
             return []
         self.reading.append(rel)
         try:

@@ -33,8 +33,12 @@ class Language:
     def validate(self, stage: Path, target: Path, sources: Mapping[str, str]) -> None:
         sandbox.validate(stage, target, self.dhcpd, sources, self.read_only)
 
-    def pair_problems(self, rendered: Mapping[str, Files], target: str) -> list[Problem]:
-        parsed = {role: conf.parse(files, self.main, target) for role, files in rendered.items()}
+    def pair_problems(
+        self, rendered: Mapping[str, Files], target: str, warnings: bool = True
+    ) -> list[Problem]:
+        # Without warnings the hosts are not read: a fixed address in a range only warns.
+        parsed = {role: conf.parse(files, self.main, target, hosts=warnings)
+                  for role, files in rendered.items()}  # fmt: skip
         # validate() already refused includes that leave the target, with the same rule.
         parsed = {role: replace(c, includes_outside=()) for role, c in parsed.items()}
         problems = [p for role, c in parsed.items() for p in pair.check_one(c, role)]
@@ -99,7 +103,8 @@ class Server(Language):
     def pair_normal(self) -> bool | None:
         """Failover over OMAPI, for every peer the live config declares."""
         files = {rel: path.read_bytes() for rel, path in tree.files(self.target)}
-        peers = [f.name for f in conf.parse(files, self.main, str(self.target)).failovers]
+        live = conf.parse(files, self.main, str(self.target), hosts=False)
+        peers = [f.name for f in live.failovers]
         if not peers:
             return None
         d = self.dhcpd

@@ -37,7 +37,9 @@ class Language:
     def validate(self, stage: Path, target: Path, sources: Mapping[str, str]) -> None:
         sandbox.validate(stage, target, self.kea, sources)
 
-    def pair_problems(self, rendered: Mapping[str, Files], target: str) -> list[Problem]:
+    def pair_problems(
+        self, rendered: Mapping[str, Files], target: str, warnings: bool = True
+    ) -> list[Problem]:
         parsed = {role: conf.parse(files, self.main, target) for role, files in rendered.items()}
         # A side that does not parse is named by validate(); nothing to compare it with.
         ready = {role: c for role, c in parsed.items() if c is not None}
