@@ -82,6 +82,8 @@ def test_status_is_the_model_at_its_version(start_agent: StartAgent) -> None:
     for old in v1_document("primary"), v1_document("secondary_waiting"):
         assert set(old) <= set(raw), "a field of version 1 went missing"
         assert set(old["live"]) <= set(raw["live"])
+        # as version 1 wrote it: its readers take a missing `running` for running
+        assert raw["dhcpd"] == old["dhcpd"] == {"mode": "none"}
 
 
 # --- drift: checked on the poll and after each reconcile, never per request ----------

@@ -157,7 +157,7 @@ def create_app(rt: Runtime) -> FastAPI:
     async def get_status() -> Response:
         # On the event loop (no thread hand-off; nothing below waits on the network or
         # hashes), and serialized by the model itself: FastAPI would validate it again.
-        return Response(status_document(rt).model_dump_json(), media_type="application/json")
+        return Response(status_document(rt).to_json(), media_type="application/json")
 
     @app.get("/history", summary="Recent reconcile attempts, newest last")
     def get_history(

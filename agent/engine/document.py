@@ -190,6 +190,13 @@ class AgentStatus(Status):
     failover: list[PairState]
     """Per failover peer, the states dhcpd last recorded in its lease file."""
 
+    def to_json(self) -> str:
+        """The document as GET /status sends it: dhcpd's `running`, `pid` and
+        `unexpected_restarts` only when the agent supervises dhcpd, as version 1 did
+        (its readers take a missing `running` for a running dhcpd, not a null)."""
+        system_runs_it = {"dhcpd": {"running", "pid", "unexpected_restarts"}}
+        return self.model_dump_json(exclude=system_runs_it if self.dhcpd.running is None else None)
+
 
 def why(err: ValidationError, most: int = 3) -> str:
     """What is wrong with a document, in one line, never quoting its values."""
