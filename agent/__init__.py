@@ -7,6 +7,7 @@
     ├── process.py      the one place that runs subprocesses
     ├── tree.py         directory trees on disk: write durably, hash, remove
     ├── fault.py        named crash points for the SIGKILL campaign
+    ├── status_text.py  the status document for people, and the exit status for scripts
     │
     ├── source/         the git source: bare mirror, the files of a commit
     │                   (snapshot), and the trust put in it (signatures, history)

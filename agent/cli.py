@@ -14,18 +14,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import git
+from pydantic import ValidationError
 
 from agent import __version__, config, servers
 from agent.engine import lock, reconcile, render, status
+from agent.engine.document import AgentStatus, Status, why
 from agent.engine.state import Attempt
-from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
+from agent.errors import ConfigError, DhcpGitopsError, UsageError
 from agent.review import plan, template, validate
 from agent.review.output import FORMATS
 from agent.source.snapshot import CommitSnapshot, Snapshot, WorkTree
+from agent.status_text import SUCCESS, attention
+from agent.status_text import print_status as print_status  # the demo and tests print with it
 
 log = logging.getLogger("dhcp-gitops")
-
-SUCCESS = ("deployed", "current")
 
 
 Extend = Callable[[Any], None]  # adds subcommands to the subparsers it is given
@@ -69,9 +71,10 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
     )
     sync.set_defaults(run=_sync)
 
-    show = command(sub, "status", "show what is live, what was tried last, and drift")
+    show = command(sub, "status", "show what is live, what was tried last, drift, and the pair")
     show.add_argument("--json", action="store_true", help="print the status document as JSON")
     show.add_argument("--url", help="ask a running agent instead, e.g. http://dhcp1:8647")
+    show.epilog, show.formatter_class = STATUS_EXITS, argparse.RawDescriptionHelpFormatter
     show.set_defaults(run=_status)
 
     back = command(sub, "rollback", "deploy an earlier commit (default: the previous deploy)")
@@ -206,17 +209,44 @@ def _say_waiting(holder: str) -> None:
     print(f"waiting: another reconcile is running ({holder})", file=sys.stderr)
 
 
+# `dhcp-gitops status` exits so that a monitoring script can act on it alone.
+STATUS_OK, STATUS_ATTENTION, STATUS_UNKNOWN = 0, 1, 2
+STATUS_EXITS = """exit status, for monitoring scripts:
+  0  deployed and healthy: the last attempt deployed (or found the tree current),
+     no drift; from a running agent also dhcpd up, the peer answering and not
+     stuck restarting, and no clock skew error
+  1  needs attention: nothing deployed, the last attempt refused, rolled back or
+     failed, drift, dhcpd down, the peer not answering or stuck, clock skew (the
+     `status` line says which)
+  2  could not tell: usage or config error, state dir unreadable, the agent at
+     --url unreachable or answering garbage"""
+
+
 def _status(args: argparse.Namespace) -> int:
-    if args.url:
-        doc = fetch_status(args.url)
-    else:
-        node = reconcile.Node.from_config(config.load(args.config))
-        doc = status.report(node, busy=lock.busy(node.store.dir))
+    try:
+        raw, doc = _status_document(args)
+    except (DhcpGitopsError, OSError) as err:
+        log.debug("error", exc_info=True)
+        print(f"dhcp-gitops: {getattr(err, 'message', err)}", file=sys.stderr)
+        return STATUS_UNKNOWN
     if args.json:
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(raw, indent=2))
     else:
         print_status(doc, sys.stdout)
-    return 0
+    return STATUS_ATTENTION if attention(doc) else STATUS_OK
+
+
+def _status_document(args: argparse.Namespace) -> tuple[Any, Status]:
+    """The document as it came (printed by --json) and as read."""
+    if not args.url:
+        node = reconcile.Node.from_config(config.load(args.config))
+        doc = status.document(node, busy=lock.busy(node.store.dir))
+        return doc.model_dump(mode="json"), doc
+    raw = fetch_status(args.url)
+    try:
+        return raw, AgentStatus.model_validate(raw)
+    except ValidationError as err:
+        raise DhcpGitopsError(f"{args.url} answers garbage: {why(err)}") from err
 
 
 def check_help() -> str:
@@ -306,7 +336,7 @@ def _import(args: argparse.Namespace) -> int:
     return adopt.run(options, sys.stdout)
 
 
-def fetch_status(url: str) -> dict[str, Any]:
+def fetch_status(url: str) -> Any:
     """GET /status of a running agent (the path is added when the URL has none)."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -315,10 +345,9 @@ def fetch_status(url: str) -> dict[str, Any]:
         url = urllib.parse.urlunsplit(parts._replace(path="/status"))
     try:
         with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - scheme checked
-            doc: dict[str, Any] = json.load(answer)
+            return json.load(answer)
     except (OSError, ValueError) as err:
         raise DhcpGitopsError(f"{url}: {err}") from err
-    return doc
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -351,61 +380,3 @@ def print_attempt(attempt: Attempt, node: reconcile.Node, out: TextIO) -> int:
     if attempt.signer and attempt.result in SUCCESS:
         print(f"signed by {attempt.signer}", file=out)
     return 0 if attempt.result in SUCCESS else 1
-
-
-def print_status(doc: dict[str, Any], out: TextIO) -> None:
-    node, live = doc["node"], doc["live"]
-    rows = [("node", f"{node['name']} ({node['role']}), target {doc['target']}")]
-    deployed = doc["deployed"]
-    if deployed:
-        rows.append(("deployed", _commit_line(deployed)))
-        rows.append(("", f"deployed at {deployed['deployed_at']}"))
-    else:
-        rows.append(("deployed", "nothing yet"))
-    rows.append(("live", _drift_line(live)))
-    if "state" in doc:  # a running agent's document
-        working = f" on {doc['working_on'][:12]}" if doc.get("working_on") else ""
-        rows.append(("agent", f"{doc['state']}{working}, up {doc['uptime_seconds']:.0f} s"))
-        rows.append(("dhcpd", _dhcpd_line(doc["dhcpd"])))
-    if doc["pin"]:
-        pin = doc["pin"]
-        rows.append(("pinned", f"{pin['sha'][:12]} by a rollback, until the branch moves on"))
-    attempt = doc["last_attempt"]
-    if attempt:
-        rows.append(
-            (
-                "last",
-                f"{attempt['result']} {(attempt['sha'] or '?')[:12]} at {attempt['finished_at']}",
-            )
-        )
-        if attempt["result"] not in SUCCESS:
-            rows.append(("", f"step {attempt['step']}: {attempt['message'].splitlines()[0]}"))
-            rows += [("", str(Problem(**p))) for p in attempt["problems"]]
-    for key, value in rows:
-        print(f"{key:<10} {value}", file=out)
-
-
-def _commit_line(c: dict[str, Any]) -> str:
-    return f"{c['sha'][:12]} {c['subject']!r} by {c['author']}, committed {c['committed_at']}"
-
-
-def _dhcpd_line(dhcpd: dict[str, Any]) -> str:
-    if "running" not in dhcpd:
-        return f"restart = {dhcpd['mode']}: managed outside the agent"
-    return f"running, pid {dhcpd['pid']}" if dhcpd["running"] else "NOT RUNNING"
-
-
-def _drift_line(live: dict[str, Any]) -> str:
-    text = {
-        "none": "matches the deployed tree",
-        "rollback_tree": "DRIFT: holds the rollback tree, not the deployed one",
-        "drifted": "DRIFT: changed outside dhcp-gitops",
-        "never_deployed": "not deployed by dhcp-gitops yet",
-        "missing": "the target folder does not exist",
-        "deploying": "a deploy is running",
-    }[live["drift"]]
-    if live["changed_files"]:
-        text += ": " + ", ".join(live["changed_files"])
-    if live["stage_leftover"]:
-        text += " (an interrupted run left a stage; the next sync removes it)"
-    return text

@@ -315,7 +315,8 @@ def test_pushes_of_the_commit_last_tried_start_no_reconcile(
 def test_status_answers_while_the_tree_is_exchanged(
     repo: ConfigRepo, start_agent: StartAgent
 ) -> None:
-    """/status hashes the live tree: a deploy swapping it meanwhile must not make it fail."""
+    """/status while deploys swap the live tree under it (and the loop hashes it after
+    each one, for the drift /status shows): every answer is a 200."""
     agent = start_agent()
     agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
     for n in range(40):

@@ -68,10 +68,11 @@ def test_status_human_and_json(repo: ConfigRepo, make_node: NodeFactory) -> None
     node = make_node()
     config = str(node.config.file)
     done = cli("status", "--config", config)
-    assert done.returncode == 0 and "nothing yet" in done.stdout
+    assert done.returncode == 1 and "nothing yet" in done.stdout  # exit 1: not deployed
     cli("sync", "--config", config)
-    human = cli("status", "--config", config).stdout
-    assert "deployed   " in human and "matches the deployed tree" in human
+    done = cli("status", "--config", config)
+    human = done.stdout
+    assert done.returncode == 0 and "deployed   " in human and "matches the deployed tree" in human
     doc = json.loads(cli("status", "--config", config, "--json").stdout)
     assert doc["node"] == {"name": "dhcp1", "role": "primary"}
     assert doc["live"]["drift"] == "none"

@@ -27,6 +27,7 @@ from agent import __version__
 from agent.daemon import peer
 from agent.daemon.loop import Loop
 from agent.engine import status
+from agent.engine.document import AgentStatus, DhcpdHealth
 from webhook import body, forges
 from webhook.credentials import Secrets, same
 from webhook.metrics import Metrics
@@ -44,6 +45,10 @@ class Runtime:
     body_timeout: float = 10.0
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        # The first drift check, before the API answers: no request ever hashes the tree.
+        status.refresh(self.loop.node)
 
     def first_delivery(self, provider: str, delivery_id: str | None) -> bool:
         """False for a delivery id seen before: a forge's redelivery, or a replay."""
@@ -92,6 +97,7 @@ SYNC_ANSWERS: dict[int | str, dict[str, Any]] = {
     202: {"description": "Queued, or already queued: one reconcile serves every trigger"},
     401: _answer("No bearer token"),
     403: _answer("Wrong token, or /sync is off (no token_file)"),
+    503: _answer("The reconcile loop is not running: nothing would act on it"),
 }
 # The body a forge sends: read raw (the signature covers its exact bytes), so
 # FastAPI does not parse it; declared here for the docs and for schemathesis.
@@ -143,9 +149,15 @@ def create_app(rt: Runtime) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)
 
-    @app.get("/status", summary="What is live, what is being done, and how dhcpd is")
-    def get_status() -> dict[str, Any]:
-        return status_document(rt)
+    @app.get(
+        "/status",
+        summary="What is live, what is being done, and how dhcpd is",
+        response_model=AgentStatus,
+    )
+    async def get_status() -> Response:
+        # On the event loop (no thread hand-off; nothing below waits on the network or
+        # hashes), and serialized by the model itself: FastAPI would validate it again.
+        return Response(status_document(rt).to_json(), media_type="application/json")
 
     @app.get("/history", summary="Recent reconcile attempts, newest last")
     def get_history(
@@ -180,6 +192,8 @@ def create_app(rt: Runtime) -> FastAPI:
     )
     def sync(request: Request) -> dict[str, str]:
         require_token(rt.secrets.token, request.headers.get("authorization"))
+        if not rt.loop.is_running:
+            raise HTTPException(503, LOOP_DOWN + ": the sync was not queued")
         fresh = rt.loop.trigger("POST /sync")
         return {"status": "queued" if fresh else "already queued"}
 
@@ -261,54 +275,57 @@ def require_token(token: bytes | None, authorization: str | None) -> None:
 
 # --- the read endpoints' documents ----------------------------------------------------
 
+LOOP_DOWN = "the reconcile loop is not running"
 
-def status_document(rt: Runtime) -> dict[str, Any]:
+
+def status_document(rt: Runtime) -> AgentStatus:
+    """GET /status. Nothing here hashes the live tree: that is the loop's last check."""
     loop, progress = rt.loop, rt.loop.progress
-    doc = status.report(loop.node, busy=progress.busy)
-    doc["state"] = progress.phase
-    doc["working_on"] = progress.working_on
-    doc["dhcpd"] = dhcpd_health(loop)
-    doc["reconciles"] = progress.reconciles
-    doc["next_retry_in"] = (
-        None
-        if progress.retry_at is None
-        else round(max(0.0, progress.retry_at - time.monotonic()), 1)
+    node = loop.node
+    disk = status.document(node, progress.busy, status.last_check(node))
+    own = disk.deployed.sha if disk.deployed else None
+    retry = progress.retry_at
+    return AgentStatus(
+        **dict(disk),
+        state=progress.phase,
+        working_on=progress.working_on,
+        dhcpd=dhcpd_health(loop),
+        reconciles=progress.reconciles,
+        next_retry_in=None if retry is None else round(max(0.0, retry - time.monotonic()), 1),
+        uptime_seconds=round(time.monotonic() - rt.started, 1),
+        server_time=datetime.now(UTC).isoformat(timespec="seconds"),
+        server_time_unix=time.time(),  # the peer measures clock skew with it
+        peer=peer.report(loop.peer, own),
+        failover=node.server.pair_states(),
     )
-    doc["uptime_seconds"] = round(time.monotonic() - rt.started, 1)
-    doc["server_time"] = datetime.now(UTC).isoformat(timespec="seconds")
-    doc["server_time_unix"] = time.time()  # the peer measures clock skew with it
-    doc["peer"] = peer.report(loop.peer, (doc["deployed"] or {}).get("sha"))
-    doc["failover"] = [vars(s) for s in loop.node.server.pair_states()]
-    return doc
 
 
-def dhcpd_health(loop: Loop) -> dict[str, Any]:
+def dhcpd_health(loop: Loop) -> DhcpdHealth:
     """The server's health for /status: a supervised one's pid, and how often it died."""
     health = loop.node.server.health()
     if health.running is None:
-        return {"mode": health.mode}
-    return {"mode": health.mode, "running": health.running, "pid": health.pid,
-            "unexpected_restarts": loop.progress.dhcpd_restarts}  # fmt: skip
+        return DhcpdHealth(mode=health.mode)
+    return DhcpdHealth(mode=health.mode, running=health.running, pid=health.pid,
+                       unexpected_restarts=loop.progress.dhcpd_restarts)  # fmt: skip
 
 
 def health_problems(rt: Runtime) -> list[str]:
     problems = []
     if not rt.loop.is_running:
-        problems.append("the reconcile loop is not running")
-    health = dhcpd_health(rt.loop)
-    if health.get("running") is False:
+        problems.append(LOOP_DOWN)
+    if dhcpd_health(rt.loop).running is False:
         problems.append("the supervised dhcpd is not running")
     return problems
 
 
 def refresh_gauges(rt: Runtime) -> None:
-    health = dhcpd_health(rt.loop)
-    if "running" in health:
-        rt.metrics.dhcpd_up.set(1 if health["running"] else 0)
+    running = dhcpd_health(rt.loop).running
+    if running is not None:
+        rt.metrics.dhcpd_up.set(1 if running else 0)
     node = rt.loop.node
     state = node.store.load()
-    drift = status.live(node, state, rt.loop.progress.busy)["drift"]
-    rt.metrics.drift.set(0 if drift in ("none", "deploying") else 1)
+    clean = rt.loop.progress.busy or status.last_check(node).drift == "none"
+    rt.metrics.drift.set(0 if clean else 1)
     deployed = state.deployed
     rt.metrics.observe_pair(
         peer.report(rt.loop.peer, deployed.sha if deployed else None),

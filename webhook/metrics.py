@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
+from agent.engine.document import PeerSection
 from agent.engine.state import Attempt
 from agent.servers.base import PairState
 
@@ -61,12 +60,12 @@ class Metrics:
             ["peer", "side", "state"], registry=r,
         )  # fmt: skip
 
-    def observe_pair(self, peer: dict[str, Any] | None, states: list[PairState]) -> None:
+    def observe_pair(self, peer: PeerSection | None, states: list[PairState]) -> None:
         if peer is not None:
-            self.peer_reachable.set(1 if peer["reachable"] else 0)
-            self.peer_same_commit.set(1 if peer["same_commit"] else 0)
-            if peer["clock_skew_seconds"] is not None:
-                self.peer_skew.set(peer["clock_skew_seconds"])
+            self.peer_reachable.set(1 if peer.reachable else 0)
+            self.peer_same_commit.set(1 if peer.same_commit else 0)
+            if peer.clock_skew_seconds is not None:
+                self.peer_skew.set(peer.clock_skew_seconds)
         self.failover.clear()  # a state left behind must not read as still held
         for s in states:
             self.failover.labels(s.peer, "mine", s.mine).set(1)

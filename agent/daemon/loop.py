@@ -177,6 +177,7 @@ class Loop:
                 log.error("reconcile failed: %s", err.message)
                 attempt = None
         progress.reconciles += 1
+        status.refresh(self.node)  # the drift check /status shows; it never hashes itself
         # Before working_on is cleared: a push of this commit meanwhile is no new work.
         settled = attempt is not None and attempt.result != "failed"
         self._settled = attempt.sha if attempt is not None and settled else None
