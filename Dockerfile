@@ -28,6 +28,7 @@ COPY pyproject.toml README.md /src/
 COPY agent /src/agent
 COPY webhook /src/webhook
 COPY repo-template /src/repo-template
+COPY repo-template-kea /src/repo-template-kea
 RUN --mount=type=secret,id=pip_ca --mount=type=secret,id=pip_conf \
     set -eu; \
     [ -n "$PIP_INDEX_URL" ] || unset PIP_INDEX_URL; \
