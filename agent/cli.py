@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import tomllib
+import typing
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -104,6 +105,15 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
         metavar="PATH",
         help="a file beyond the target the servers' dhcpd reads, as their [policy] read_only "
         "(repeatable)",
+    )
+    val.add_argument(
+        "--allow",
+        action="append",
+        choices=policy_grants(),
+        default=[],
+        metavar="STATEMENT",
+        help="a statement beyond DHCP the servers consent to, as their [policy] allow "
+        f"(repeatable; one of {', '.join(policy_grants())})",
     )
     val.set_defaults(run=_validate)
 
@@ -249,6 +259,10 @@ def _status_document(args: argparse.Namespace) -> tuple[Any, Status]:
         raise DhcpGitopsError(f"{args.url} answers garbage: {why(err)}") from err
 
 
+def policy_grants() -> list[str]:
+    return list(typing.get_args(config.PolicyGrant))
+
+
 def check_help() -> str:
     return ("Render every role of the pair folder exactly as its agent would, run dhcpd -t "
             "on each in its sandbox (only the rendered files visible, at their live paths), "
@@ -268,7 +282,7 @@ def _validate(args: argparse.Namespace) -> int:
     snapshot = WorkTree(args.dir.resolve())
     kind = server_of(snapshot, args.path)
     binary = args.dhcpd if kind == "dhcpd" else None
-    language = servers.language(kind, args.config_file, binary, args.read_only)
+    language = servers.language(kind, args.config_file, binary, args.read_only, args.allow)
     findings = validate.check(snapshot, args.path, _target(args, kind), language)
     sys.stdout.write(FORMATS[args.format](findings))
     sys.stdout.flush()  # the summary on stderr comes after the findings

@@ -15,6 +15,8 @@
         │                           not descend from the deployed one ([source] verify)
         ├── RenderError             the repo content (names the repo file)
         ├── ValidateError           dhcpd -t or our checks refused: .problems
+        │   └── PolicyError         a statement this node's [policy] allow does not
+        │                           name (execute(), a file dhcpd would write)
         ├── SandboxError            this machine cannot run dhcpd -t in its sandbox (no
         │                           bwrap, no user namespaces, no dhcpd): failed, retried
         ├── PublishError            the exchange of the staged tree and the target
@@ -116,6 +118,11 @@ class RenderError(StepError):
 
 class ValidateError(StepError):
     step = "validate"
+
+
+class PolicyError(ValidateError):
+    """The config reaches beyond DHCP where the node has not consented: a verdict of its
+    own, so a reader tells it apart from a config the server rejects."""
 
 
 class SandboxError(StepError):

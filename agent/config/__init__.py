@@ -251,6 +251,12 @@ class Peer(_Section):
         return url
 
 
+PolicyGrant = Literal[
+    "execute", "lease-file-name", "pid-file-name", "dhcpv6-lease-file-name",
+    "dhcpv6-pid-file-name",
+]  # fmt: skip
+
+
 class Policy(_Section):
     """[policy]: what this node lets a commit's config reach beyond the target."""
 
@@ -258,6 +264,10 @@ class Policy(_Section):
     # read-only to `dhcpd -t` in its sandbox, which shows it nothing else of the host, and
     # included without the include check's refusal. Absolute, as dhcpd opens them.
     read_only: Annotated[tuple[Annotated[Path, Field(strict=False)], ...], Field(strict=False)] = ()
+    # Statements beyond DHCP this node lets a commit use (agent/servers/dhcpd/policy.py):
+    # "execute" runs programs as dhcpd's user, the *-file-name ones write files. Only
+    # the node says so, in its own agent.toml: never the repo.
+    allow: Annotated[tuple[PolicyGrant, ...], Field(strict=False)] = ()
 
     @field_validator("read_only")
     @classmethod

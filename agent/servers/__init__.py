@@ -31,16 +31,22 @@ def for_config(config: AgentConfig) -> Server:
     deploy = config.deploy
     if config.node.server == "kea":
         return kea.Server(config.kea, deploy.target, deploy.state_dir)
-    read_only = config.policy.read_only
-    return dhcpd.Server(config.dhcpd, deploy.target, deploy.state_dir, read_only=read_only)
+    policy = config.policy
+    return dhcpd.Server(config.dhcpd, deploy.target, deploy.state_dir,
+                        read_only=policy.read_only, allow=policy.allow)  # fmt: skip
 
 
 def language(
-    kind: str, main: str | None = None, binary: str | None = None, read_only: Sequence[Path] = ()
+    kind: str,
+    main: str | None = None,
+    binary: str | None = None,
+    read_only: Sequence[Path] = (),
+    allow: Sequence[str] = (),
 ) -> Language:
     """A server's config language for the review commands, which run without agent.toml:
     main is the main config file (relative to the target), binary the validator,
-    read_only the files beyond the target it may read (as [policy] read_only)."""
+    read_only the files beyond the target it may read and allow the statements beyond
+    DHCP the servers consent to (as their [policy] read_only and allow)."""
     if kind not in BACKENDS:
         raise UsageError(f"unknown server {kind!r}: one of {', '.join(BACKENDS)}")
     if kind == "kea":
@@ -48,7 +54,7 @@ def language(
         return kea.Language(Kea(config=main or k.config, binary=binary or k.binary))
     defaults = Dhcpd()
     chosen = Dhcpd(config=main or defaults.config, binary=binary or defaults.binary)
-    return dhcpd.Language(chosen, read_only)
+    return dhcpd.Language(chosen, read_only, allow)
 
 
 def importer(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -103,6 +103,19 @@ def parse(files: Mapping[str, bytes], main: str, target: str, hosts: bool = True
         hosts=tuple(found.hosts),
         includes_outside=tuple(reader.outside),
     )
+
+
+def heads(
+    files: Mapping[str, bytes], main: str, target: str
+) -> Iterator[tuple[str, tuple[Token, ...]]]:
+    """Every statement's head (its tokens before ';' or '{') with its file, in the order
+    dhcpd reads them: blocks' bodies too (an `on commit { ... }` holds statements)."""
+    todo = list(reversed(_Reader(files, target).read(main)))
+    while todo:
+        statement = todo.pop()
+        yield statement.file, statement.head
+        if statement.body:
+            todo.extend(reversed(statement.body))
 
 
 # --- includes -----------------------------------------------------------------

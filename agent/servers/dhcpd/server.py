@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from agent import tree
 from agent.config import Dhcpd
-from agent.errors import DhcpGitopsError, Problem
+from agent.errors import DhcpGitopsError, PolicyError, Problem
 from agent.servers.base import Files, Health, PairState
-from agent.servers.dhcpd import conf, dangers, failover, omapi, pair, sandbox
+from agent.servers.dhcpd import conf, dangers, failover, omapi, pair, policy, sandbox
 from agent.servers.dhcpd.restart import Restarter, restarter_for
 
 log = logging.getLogger(__name__)
@@ -22,15 +23,27 @@ class Language:
 
     name = "dhcpd"
 
-    def __init__(self, dhcpd: Dhcpd, read_only: Sequence[Path] = ()) -> None:
+    def __init__(
+        self, dhcpd: Dhcpd, read_only: Sequence[Path] = (), allow: Sequence[str] = ()
+    ) -> None:
         self.dhcpd = dhcpd
         self.read_only = tuple(read_only)  # [policy] read_only: shown to dhcpd -t
+        self.allow = tuple(allow)  # [policy] allow: statements beyond DHCP consented to
 
     @property
     def main(self) -> str:
         return self.dhcpd.config
 
     def validate(self, stage: Path, target: Path, sources: Mapping[str, str]) -> None:
+        """The node's policy first (policy.py), then the include check and dhcpd -t."""
+        files = {rel: path.read_bytes() for rel, path in tree.files(stage)}
+        refused = policy.refusals(files, self.main, str(target), self.allow)
+        if refused:
+            located = [_sourced(p, target, sources) for p in refused]
+            raise PolicyError(
+                f"refused by this node's policy: {len(located)} statement(s) reach beyond DHCP",
+                located,
+            )
         sandbox.validate(stage, target, self.dhcpd, sources, self.read_only)
 
     def pair_problems(
@@ -61,8 +74,9 @@ class Server(Language):
         state_dir: Path,
         restarter: Restarter | None = None,
         read_only: Sequence[Path] = (),
+        allow: Sequence[str] = (),
     ) -> None:
-        super().__init__(dhcpd, read_only)
+        super().__init__(dhcpd, read_only, allow)
         self.target = target
         self.restarter = restarter or restarter_for(dhcpd, target, state_dir)
 
@@ -114,3 +128,9 @@ class Server(Language):
             log.info("failover state not readable yet: %s", err.message)
             return False
         return failover.all_normal(states)
+
+
+def _sourced(problem: Problem, target: Path, sources: Mapping[str, str]) -> Problem:
+    """The Problem with the repo file its live file was rendered from."""
+    rel = posixpath.relpath(problem.file, str(target))
+    return replace(problem, source=sources.get(rel))
