@@ -190,6 +190,12 @@ class Peer(_Section):
         return url
 
 
+class Log(_Section):
+    """[log]: the agent's log on stderr (agent/logs.py), one line per result."""
+
+    format: Literal["text", "json"] = "text"
+
+
 class AgentConfig(_Section):
     node: NodeConfig
     source: Source
@@ -199,6 +205,7 @@ class AgentConfig(_Section):
     notify: Notify = Notify()
     peer: Peer = Peer()
     limits: Limits = Limits()
+    log: Log = Log()
     file: Path = Path("<memory>")
 
     @property

@@ -265,6 +265,8 @@ def require_token(token: bytes | None, authorization: str | None) -> None:
 def status_document(rt: Runtime) -> dict[str, Any]:
     loop, progress = rt.loop, rt.loop.progress
     doc = status.report(loop.node, busy=progress.busy)
+    if progress.unrecorded is not None:  # the state dir could not take it: from memory
+        doc["last_attempt"] = progress.unrecorded.model_dump(mode="json")
     doc["state"] = progress.phase
     doc["working_on"] = progress.working_on
     doc["dhcpd"] = dhcpd_health(loop)

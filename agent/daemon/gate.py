@@ -13,6 +13,7 @@ The decision is a pure function of what the peer says (`decide`), tested as a ta
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from enum import Enum
 
 from agent.daemon.peer import RESTARTING, PeerClient, View
 from agent.errors import PeerError, PeerRefused, RestartError
+
+log = logging.getLogger(__name__)
 
 
 class Decision(Enum):
@@ -75,11 +78,13 @@ class PairGate:
     def before_restart(self, sha: str) -> None:
         cfg = self.client.cfg
         deadline = time.monotonic() + cfg.wait
+        said = ""
         while True:
             view = self.client.look()
-            decision = decide(
-                self.role, sha, view, self.client.blocked_for(), cfg.unreachable_after
-            )
+            blocked_for = self.client.blocked_for()
+            decision = decide(self.role, sha, view, blocked_for, cfg.unreachable_after)
+            why = reason(self.role, sha, view, decision, blocked_for)
+            said = _say(decision, sha, why, said)
             if decision is Decision.GO:
                 return
             if decision is Decision.REFUSE:
@@ -107,6 +112,34 @@ class PairGate:
     def _pause(self, seconds: float) -> None:
         if self.stopping.wait(seconds):
             raise PeerError("the agent is stopping: the deploy was abandoned before its restart")
+
+
+def _say(decision: Decision, sha: str, why: str, said: str) -> str:
+    """One log line per decision: a wait is said again only when its reason changes."""
+    line = f"peer: {VERBS[decision]} {sha[:12]}: {why}"
+    if line != said:
+        log.info("%s", line, extra={"sha": sha, "decision": decision.value})
+    return line
+
+
+VERBS = {Decision.GO: "going ahead with", Decision.WAIT: "waiting before",
+         Decision.REFUSE: "refusing"}  # fmt: skip
+
+
+def reason(role: str, sha: str, view: View, decision: Decision, blocked_for: float) -> str:
+    """Why decide() said what it said, in the words of the log."""
+    if decision is Decision.WAIT:
+        return waiting_for(view, sha)
+    if decision is Decision.REFUSE:
+        rolled_back = view.tried(sha) == "rolled_back"
+        return "the primary rolled it back" if rolled_back else "the primary refused it"
+    if role == "primary" and view.reachable and view.deployed_sha is None:
+        return "the secondary has deployed nothing yet"
+    if not view.reachable or (not view.healthy and view.state != RESTARTING):
+        return f"{waiting_for(view, sha)} since {blocked_for:.0f} s: it no longer blocks"
+    if role == "primary":
+        return "the secondary is up and not restarting"
+    return f"the primary runs {sha[:12]} and is healthy"
 
 
 def waiting_for(view: View, sha: str) -> str:
