@@ -6,6 +6,7 @@
     ├── errors.py       every error, as one drawn tree
     ├── process.py      the one place that runs subprocesses
     ├── tree.py         directory trees on disk: write durably, hash, remove
+    ├── logs.py         the log: text or JSON lines, journald levels, throttled repeats
     ├── fault.py        named crash points for the SIGKILL campaign
     ├── status_text.py  the status document for people, and the exit status for scripts
     │

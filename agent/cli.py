@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import shutil
 import sys
 import tomllib
 import typing
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -17,8 +21,8 @@ from typing import Any, TextIO
 import git
 from pydantic import ValidationError
 
-from agent import __version__, config, servers
-from agent.engine import lock, reconcile, render, status
+from agent import __version__, config, logs, servers
+from agent.engine import lock, reconcile, render, stage, status
 from agent.engine.document import AgentStatus, Status, why
 from agent.engine.state import Attempt
 from agent.errors import ConfigError, DhcpGitopsError, UsageError
@@ -38,19 +42,24 @@ def main(argv: Sequence[str] | None = None, extend: Extend | None = None) -> int
     """The CLI; `extend` lets webhook/ add the `agent` command (agent never imports webhook)."""
     parser = _parser(extend)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
         code: int = args.run(args)
     except DhcpGitopsError as err:
         log.debug("error", exc_info=True)
         print(f"dhcp-gitops: {err.message}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # the machine's, not the commit's: one line, never a traceback
+        log.debug("error", exc_info=True)
+        denied = err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        print(f"dhcp-gitops: {logs.one_line(err)}{RIGHTS if denied else ''}", file=sys.stderr)
+        return 2 if denied else 1
     except KeyboardInterrupt:
         return 130
     return code
+
+
+RIGHTS = ": run dhcp-gitops as root, or as a user that may write [deploy] state_dir and target"
 
 
 def _parser(extend: Extend | None) -> argparse.ArgumentParser:
@@ -180,6 +189,8 @@ def command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
 
 def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
     cfg = config.load(args.config)
+    if deploying:
+        check_host(cfg)
     node = reconcile.Node.from_config(cfg)
     name = node.server.name
     if deploying and node.server.health().mode == "supervise":
@@ -188,6 +199,36 @@ def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
             "agent (dhcp-gitops agent); a one-shot command cannot supervise it"
         )
     return node
+
+
+def check_host(cfg: config.AgentConfig) -> None:
+    """What a deploy needs of this machine, asked before anything runs (ConfigError, exit
+    2): a missing binary or a folder we may not write is never reported as the commit's."""
+    binary = cfg.dhcpd.binary
+    if shutil.which(binary) is None:
+        raise ConfigError(f"{cfg.file}: [dhcpd] binary: {binary} is not an executable file "
+                          "(install isc-dhcp-server, or name the dhcpd to run)")  # fmt: skip
+    deploy = cfg.deploy
+    workspace = stage.Workspace(deploy.target)
+    folders = [("state_dir", deploy.state_dir), ("target", deploy.target),
+               ("target", deploy.target.parent), ("target", workspace.root)]  # fmt: skip
+    for key, folder in folders:
+        found = _nearest(folder)
+        if not os.access(found, os.W_OK | os.X_OK, effective_ids=_EFFECTIVE):
+            raise ConfigError(
+                f"{cfg.file}: [deploy] {key}: {found} is not writable for this user "
+                f"(uid {os.geteuid()}){RIGHTS}"
+            )
+
+
+_EFFECTIVE = os.access in os.supports_effective_ids
+
+
+def _nearest(path: Path) -> Path:
+    """The folder itself, or the closest of its parents that exists (mkdir makes the rest)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _sync(args: argparse.Namespace) -> int:
@@ -359,9 +400,15 @@ def fetch_status(url: str) -> Any:
         url = urllib.parse.urlunsplit(parts._replace(path="/status"))
     try:
         with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - scheme checked
-            return json.load(answer)
+            doc: Any = json.load(answer)
+    except urllib.error.HTTPError as err:
+        raise DhcpGitopsError(f"{url}: the agent answered {err.code} {err.reason}") from err
+    except urllib.error.URLError as err:  # refused, no route, no such host: nobody answers
+        cause = logs.one_line(err.reason) if isinstance(err.reason, OSError) else str(err.reason)
+        raise DhcpGitopsError(f"{url}: no agent answers ({cause}): is it running?") from err
     except (OSError, ValueError) as err:
-        raise DhcpGitopsError(f"{url}: {err}") from err
+        raise DhcpGitopsError(f"{url}: {logs.one_line(err)}") from err
+    return doc
 
 
 def _demo(args: argparse.Namespace) -> int:

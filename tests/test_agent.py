@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import resource
+import shutil
+import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from agent.engine.state import Store
 from lab.agent import EXE, TOKEN, AgentProcess
 from lab.forge import SECRET, github_signature, push_payload
 from lab.ports import free_port
 from lab.repo import ConfigRepo
-from tests.conftest import StartAgent
+from lab.toml import toml_text
+from tests.conftest import NodeFactory, StartAgent
 from tests.receivers import Inbox, Receiver, hook_url
 
 
@@ -341,3 +348,123 @@ def test_status_answers_while_the_tree_is_exchanged(
         stop.set()
         thread.join(30)
     assert codes and set(codes) == {200}, sorted(set(codes))
+
+
+# --- what the machine does wrong is said as such -------------------------------------------
+
+
+def idle_connections(port: int, count: int) -> list[socket.socket]:
+    """Connections that never send a byte (connects not waited for: a full backlog stalls)."""
+    opened = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        opened.append(sock)
+    return opened
+
+
+def descriptors(pid: int) -> int:
+    return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
+def deployed_on_disk(agent: AgentProcess) -> str | None:
+    """The API may refuse us while its connections are full: the record tells."""
+    deployed = Store(Path(agent.config).parent / "state").load().deployed
+    return deployed.sha if deployed else None
+
+
+def wait_on_disk(agent: AgentProcess, sha: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while deployed_on_disk(agent) != sha:
+        assert time.monotonic() < deadline, f"{sha} not deployed:\n{agent.output()[-3000:]}"
+        time.sleep(0.1)
+
+
+def test_idle_connections_take_bounded_descriptors_and_a_few_log_lines(
+    repo: ConfigRepo, start_agent: StartAgent
+) -> None:
+    agent = start_agent(source={"poll_interval": 0.2})
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    agent.client.close()
+    pid, port = agent.proc.pid, int(agent.url.rsplit(":", 1)[1])
+    at_rest, logged = descriptors(pid), len(agent.output().splitlines())
+
+    held = idle_connections(port, 300)
+    try:
+        time.sleep(0.5)
+        assert descriptors(pid) <= at_rest + 100 + 5  # [http]'s cap of open connections
+        wait_on_disk(agent, new_commit(repo, 300))  # the poll timer deploys meanwhile
+        # Now the descriptors themselves run out: accept() fails with EMFILE.
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (descriptors(pid) + 2, hard))
+        held += idle_connections(port, 300)
+        time.sleep(3)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    finally:
+        for sock in held:
+            sock.close()
+    lines = agent.output().splitlines()[logged:]
+    accept = [line for line in lines if "cannot accept" in line]
+    assert 1 <= len(accept) <= 2 and len(lines) < 60, "\n".join(lines[:80])
+    assert agent.proc.poll() is None
+    wait_on_disk(agent, new_commit(repo, 301))  # and the loop goes on deploying
+    with httpx.Client(base_url=agent.url, timeout=10) as client:
+        assert client.get("/healthz").json()["ok"] is True
+
+
+def test_status_of_a_stopped_agent_says_so_in_one_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run([EXE, "status", "--url", url], capture_output=True, text=True,
+                          timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == f"dhcp-gitops: {url}/status: no agent answers (Connection refused): "\
+        "is it running?\n"  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["agent", "sync"])
+def test_a_missing_dhcpd_is_a_config_error_at_start(
+    tmp_path: Path, make_node: NodeFactory, command: str
+) -> None:
+    """Not a refusal of the commit: nothing was wrong with it."""
+    node = make_node(dhcpd={"binary": str(tmp_path / "no-dhcpd")})
+    done = subprocess.run([EXE, command, "--config", str(node.config.file)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "[dhcpd] binary:" in done.stderr
+    assert f"{tmp_path / 'no-dhcpd'} is not an executable file" in done.stderr
+    assert not node.store.state_file.exists()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder another user can read (pytest's tmp_path is root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="dhcp-gitops-rights-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("command", ["agent", "sync", "status"])
+def test_without_the_rights_it_needs_it_says_what_to_do_in_one_line(
+    repo: ConfigRepo, shared_dir: Path, command: str
+) -> None:
+    (shared_dir / "etc").mkdir(mode=0o755)
+    (shared_dir / "state").mkdir(mode=0o700)  # root's, as under systemd's StateDirectory
+    config = shared_dir / "agent.toml"
+    config.write_text(toml_text({
+        "node": {"name": "dhcp1", "role": "primary"},
+        "source": {"url": repo.url},
+        "deploy": {"target": str(shared_dir / "etc" / "dhcp"),
+                   "state_dir": str(shared_dir / "state")},
+        "dhcpd": {"restart": "none"},
+    }))  # fmt: skip
+    config.chmod(0o644)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    done = subprocess.run([*nobody, EXE, command, "--config", str(config)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "run dhcp-gitops as root" in done.stderr and str(shared_dir / "state") in done.stderr

@@ -283,6 +283,8 @@ def status_document(rt: Runtime) -> AgentStatus:
     loop, progress = rt.loop, rt.loop.progress
     node = loop.node
     disk = status.document(node, progress.busy, status.last_check(node))
+    if progress.unrecorded is not None:  # the state dir could not take it: from memory
+        disk = disk.model_copy(update={"last_attempt": status.attempt_record(progress.unrecorded)})
     own = disk.deployed.sha if disk.deployed else None
     retry = progress.retry_at
     return AgentStatus(

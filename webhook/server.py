@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import logging
+import resource
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from agent import config
+from agent import cli, config, logs
 from agent.config import AgentConfig
 from agent.daemon import notify
 from agent.daemon.loop import AfterAttempt, Loop
@@ -27,8 +33,9 @@ log = logging.getLogger("agent.server")
 def serve(config_file: Path) -> int:
     """Run until SIGTERM or SIGINT; then let the running reconcile finish and stop dhcpd."""
     cfg = config.load(config_file)
-    if logging.getLogger().level > logging.INFO:
-        logging.getLogger().setLevel(logging.INFO)  # a service logs what it does
+    # A service logs what it does: INFO at least (-v: debug), in the configured format.
+    logs.configure(cfg.log.format, min(logging.getLogger().level, logging.INFO))
+    cli.check_host(cfg)
     node = Node.from_config(cfg)
     metrics = Metrics()
     password = _read_secret(cfg.notify.smtp_password_file, cfg, "notify", "smtp_password_file")
@@ -54,6 +61,10 @@ def serve(config_file: Path) -> int:
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after its shutdown, which would kill the process before
     the loop and a supervised dhcpd are stopped: here a signal only ends serving."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(_loop_error)
+        await super().startup(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -117,8 +128,69 @@ def _uvicorn_config(cfg: AgentConfig, rt: Runtime) -> uvicorn.Config:
         port=http.port,
         ssl_certfile=str(http.tls_cert) if http.tls_cert else None,
         ssl_keyfile=str(http.tls_key) if http.tls_key else None,
+        http=_BoundedH11,
+        backlog=BACKLOG,
+        timeout_keep_alive=IDLE_TIMEOUT,
+        log_config=None,  # uvicorn's lines go through our handler, in our format
         log_level="warning",
         access_log=False,  # request lines would repeat webhook URLs to the journal
         timeout_graceful_shutdown=10,
         lifespan="off",
     )
+
+
+# --- connections: bounded, so that idle ones cannot take every file descriptor --------
+
+MAX_CONNECTIONS = 100  # open at once: the forge, the peer, monitoring, a few people
+FD_SHARE = 4  # connections take at most 1/FD_SHARE of RLIMIT_NOFILE: git and dhcpd need the rest
+BACKLOG = 128  # connections the kernel queues before we accept them
+IDLE_TIMEOUT = 5  # seconds a connection may stay silent, before its request or between two
+LOG_EVERY = 10.0  # seconds between log lines of a connection fault that repeats
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n"
+        b"connection: close\r\ncontent-length: 22\r\n\r\ntoo many connections\r\n")  # fmt: skip
+
+_refused = logs.Throttle(log, LOG_EVERY)
+_accept_failed = logs.Throttle(log, LOG_EVERY, logging.ERROR)
+
+
+def connection_cap() -> int:
+    """How many connections may be open now; read each time, as prlimit can change it."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, soft // FD_SHARE))
+
+
+class _BoundedH11(H11Protocol):
+    """uvicorn's HTTP/1.1, with a cap on open connections and a clock on silent ones.
+
+    uvicorn's limit_concurrency answers 503 only once a request has arrived, and
+    its keep-alive timeout starts only after a first response: a client that
+    connects and sends nothing would hold its descriptor for ever.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cap = connection_cap()
+        if len(self.connections) > cap:
+            transport.write(BUSY)
+            transport.close()
+            _refused(f"HTTP: refused connections beyond {cap} open at once")
+            return
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio logs an accept() that runs out of descriptors once per queued connection,
+    thousands of lines a second: here one line per LOG_EVERY, with a count."""
+    error = context.get("exception")
+    accepting = "accept" in str(context.get("message", ""))
+    if accepting and isinstance(error, OSError) and error.errno in ACCEPT_FAULTS:
+        _accept_failed(f"HTTP: cannot accept connections: {logs.one_line(error)}")
+        return
+    loop.default_exception_handler(context)
+
+
+ACCEPT_FAULTS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)

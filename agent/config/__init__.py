@@ -278,6 +278,12 @@ class Policy(_Section):
         return paths
 
 
+class Log(_Section):
+    """[log]: the agent's log on stderr (agent/logs.py), one line per result."""
+
+    format: Literal["text", "json"] = "text"
+
+
 class AgentConfig(_Section):
     node: NodeConfig
     source: Source
@@ -289,6 +295,7 @@ class AgentConfig(_Section):
     peer: Peer = Peer()
     limits: Limits = Limits()
     policy: Policy = Policy()
+    log: Log = Log()
     file: Path = Path("<memory>")
 
     @model_validator(mode="before")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import random
 import threading
@@ -17,17 +18,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from agent import logs
+from agent.config import Result
 from agent.daemon.gate import PairGate
 from agent.daemon.peer import PeerClient
 from agent.engine import lock, recovery, status
 from agent.engine.reconcile import Node, reconcile
-from agent.engine.state import Attempt
-from agent.errors import DhcpGitopsError
+from agent.engine.state import Attempt, now
+from agent.errors import StepError
 
 log = logging.getLogger(__name__)
 
 JITTER = 0.1  # poll intervals and backoffs vary by +-10% so that pairs do not align
 WATCH_EVERY = 1.0  # seconds between checks that a supervised dhcpd still runs
+TROUBLE_EVERY = 60.0  # seconds between log lines of a watcher that keeps failing
 
 PHASES = {
     "fetch": "fetching",
@@ -55,6 +59,9 @@ class Progress:
     dhcpd_restarts: int = 0
     last_log: str = ""
     started: float = field(default_factory=time.monotonic)
+    # The last attempt, when the state dir could not take it (full, failing): what
+    # /status shows until an attempt is recorded again.
+    unrecorded: Attempt | None = None
 
     @property
     def busy(self) -> bool:
@@ -78,6 +85,9 @@ class Loop:
         self._stopped = threading.Event()  # also wakes the peer watcher and a waiting gate
         self.peer = PeerClient(node.config.peer)
         self.gate = self._gate()
+        self._step = "reconcile"  # the step the running reconcile is at
+        self._peer_trouble = logs.Throttle(log, TROUBLE_EVERY)
+        self._dhcpd_trouble = logs.Throttle(log, TROUBLE_EVERY, logging.ERROR)
         self._thread = threading.Thread(target=self._run, name="reconcile", daemon=True)
 
     # --- triggers -------------------------------------------------------
@@ -127,17 +137,27 @@ class Loop:
     # --- the worker -------------------------------------------------------
 
     def _run(self) -> None:
+        """Until stop(): nothing that goes wrong in here ends the thread, since a loop
+        that died while the process lives would never be restarted by anyone."""
         next_poll = self._next_poll()
-        while True:
-            woke = self._wait(next_poll)
-            if woke is None:
-                return
-            reason, check_first = woke
-            if reason == "timer":
-                next_poll = self._next_poll()
-            if check_first and not self._remote_moved():
-                continue
+        while not self._stopped.is_set():
+            try:
+                next_poll = self._serve_trigger(next_poll)
+            except Exception:  # a bug of ours must not stop the deploys
+                log.exception("the reconcile loop hit an error of its own; it goes on")
+                self._stopped.wait(WATCH_EVERY)
+
+    def _serve_trigger(self, next_poll: float) -> float:
+        """Wait for the next trigger and serve it; the next poll time."""
+        woke = self._wait(next_poll)
+        if woke is None:
+            return next_poll
+        reason, check_first = woke
+        if reason == "timer":
+            next_poll = self._next_poll()
+        if not check_first or self._remote_moved():
             self._reconcile(reason)
+        return next_poll
 
     def _wait(self, next_poll: float) -> tuple[str, bool] | None:
         """The next trigger's reason (or "retry", "timer") and whether to look at the
@@ -171,26 +191,63 @@ class Loop:
         log.info("reconcile (%s)", reason)
         progress = self.progress
         with _captured_log() as captured:
-            try:
-                attempt = reconcile(self.node, on_step=self._on_step, pairing=self.gate)
-            except DhcpGitopsError as err:  # the state dir itself is unusable
-                log.error("reconcile failed: %s", err.message)
-                attempt = None
+            attempt = self._attempt()
+            fields = {"sha": attempt.sha, "result": attempt.result, "step": attempt.step}
+            log.log(LEVELS[attempt.result or "failed"], "%s", summary(attempt), extra=fields)
         progress.reconciles += 1
         status.refresh(self.node)  # the drift check /status shows; it never hashes itself
         # Before working_on is cleared: a push of this commit meanwhile is no new work.
-        settled = attempt is not None and attempt.result != "failed"
-        self._settled = attempt.sha if attempt is not None and settled else None
+        self._settled = attempt.sha if attempt.result != "failed" else None
         progress.phase, progress.working_on = "idle", None
         progress.last_log = captured.getvalue()
-        if attempt is None or attempt.result == "failed":
+        if attempt.result == "failed":
             self._back_off()
         else:
             progress.failures, progress.retry_at = 0, None
-        if attempt is not None and self.after is not None:
-            self.after(attempt, progress.last_log)
+        if self.after is not None:
+            try:
+                self.after(attempt, progress.last_log)
+            except Exception as err:  # metrics and mail are no reason to stop
+                log.error("after the attempt: %s", logs.one_line(err), exc_info=_debugging())
+
+    def _attempt(self) -> Attempt:
+        """One reconcile; whatever it raises is a failed attempt, recorded if it can be."""
+        started = now()
+        self._step = "reconcile"
+        try:
+            attempt = reconcile(self.node, on_step=self._on_step, pairing=self.gate)
+        except Exception as err:  # any fault is a failed attempt, never a dead loop
+            log.debug("reconcile raised", exc_info=True)
+            attempt = self._failed(err, started)
+            recorded = self._record_failure(attempt)
+            self.progress.unrecorded = None if recorded else attempt
+        else:
+            self.progress.unrecorded = None
+        return attempt
+
+    def _failed(self, err: Exception, started: str) -> Attempt:
+        step = err.step if isinstance(err, StepError) else self._step
+        return Attempt(sha=self.progress.working_on, started_at=started, finished_at=now(),
+                       result="failed", step=step, message=logs.one_line(err))  # fmt: skip
+
+    def _record_failure(self, attempt: Attempt) -> bool:
+        """What reconcile() could not record (its lock, its recovery or its records
+        failed): into state.json and the history if the state dir lets us now."""
+        store = self.node.store
+        try:
+            with lock.hold(store.dir, "recording a failed reconcile", wait=False):
+                state = store.load()  # never rewritten from a state.json we cannot read
+                state.last_attempt = attempt
+                store.save(state)
+                store.append_history(attempt, self.node.config.node.name)
+        except Exception as err:  # noqa: BLE001 - then /status shows it from memory
+            log.error("the failed attempt is not recorded either (/status shows it): %s",
+                      logs.one_line(err))  # fmt: skip
+            return False
+        return True
 
     def _on_step(self, step: str, sha: str | None) -> None:
+        self._step = step
         self.progress.phase = PHASES.get(step, step)
         self.progress.working_on = sha
 
@@ -208,12 +265,15 @@ class Loop:
 
     def _remote_moved(self) -> bool:
         """The cheap check before any fetch: ls-remote, and drift of the live tree."""
-        state = self.node.store.load()
         try:
-            head = self.node.mirror.remote_head()
-        except DhcpGitopsError as err:
-            log.warning("poll: %s", err.message)
+            return self._moved()
+        except Exception as err:  # noqa: BLE001 - a reconcile finds out, and records it
+            log.warning("poll: %s", logs.one_line(err))
             return self.progress.retry_at is None  # a failing remote is the backoff's job
+
+    def _moved(self) -> bool:
+        state = self.node.store.load()
+        head = self.node.mirror.remote_head()
         pinned = state.pin is not None and state.pin.while_head == head
         tried = state.last_attempt is not None and state.last_attempt.sha == head
         if not (tried or pinned):
@@ -234,7 +294,10 @@ class Loop:
     def _watch_peer(self) -> None:
         """Refresh /status's view of the peer; deploys look at it live through the gate."""
         while True:
-            self.peer.look()
+            try:
+                self.peer.look()
+            except Exception as err:  # noqa: BLE001 - an answer of a shape nobody foresaw
+                self._peer_trouble(f"peer: cannot read its /status: {logs.one_line(err)}")
             if self._stopped.wait(self.node.config.peer.poll):
                 return
 
@@ -246,10 +309,16 @@ class Loop:
         try:
             with lock.hold(self.node.store.dir, "recovery at start-up"):
                 recovery.recover(self.node)
-        except (DhcpGitopsError, OSError) as err:  # the first reconcile tries again, and says
-            log.error("recovery at start-up: %s", err)
+        except Exception as err:  # noqa: BLE001 - the first reconcile tries again, and says
+            log.error("recovery at start-up: %s", logs.one_line(err))
 
     def _watch_dhcpd(self) -> None:
+        try:
+            self._revive()
+        except Exception as err:  # noqa: BLE001 - looked at again in a second
+            self._dhcpd_trouble(f"watching {self.node.server.name}: {logs.one_line(err)}")
+
+    def _revive(self) -> None:
         """Bring back a supervised server that died between deploys (not during one)."""
         said = self.node.server.revive()
         if said is not None:
@@ -260,6 +329,43 @@ class Loop:
     @property
     def is_running(self) -> bool:
         return self._thread.is_alive()
+
+
+# --- the result, as the log says it ---------------------------------------------
+
+LEVELS: dict[Result, int] = {
+    "deployed": logging.INFO,
+    "current": logging.INFO,
+    "refused": logging.WARNING,  # the commit's fault: the live tree serves on
+    "rolled_back": logging.ERROR,
+    "failed": logging.ERROR,
+}
+LINE_LIMIT = 1000  # characters of a message in the one line (dhcpd's output can be long)
+
+
+def summary(attempt: Attempt) -> str:
+    """The one line the log gives an attempt's result: what happened to which commit."""
+    commit = f" {attempt.sha[:12]}" if attempt.sha else ""
+    why = _one_line(attempt.message)
+    if attempt.result == "deployed":
+        return f"deployed{commit} {json.dumps(attempt.subject, ensure_ascii=False)}"
+    if attempt.result == "current":
+        return f"current{commit}: nothing to do"
+    if attempt.result == "refused":
+        found = "; ".join(str(p) for p in attempt.problems)
+        return f"refused{commit}: {_one_line(found) if found else why}"
+    if attempt.result == "rolled_back":
+        return f"rolled back{commit}: {why}"
+    return f"failed{commit} at {attempt.step}: {why}"
+
+
+def _one_line(text: str) -> str:
+    flat = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    return flat if len(flat) <= LINE_LIMIT else flat[: LINE_LIMIT - 1] + "…"
+
+
+def _debugging() -> bool:
+    return log.isEnabledFor(logging.DEBUG)
 
 
 def _jittered(seconds: float) -> float:

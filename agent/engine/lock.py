@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -19,9 +21,11 @@ def hold(
     """Hold the state dir's lock; with wait=False raise LockBusy naming the holder.
 
     The kernel drops an flock when its holder dies, so a crash never leaves it stuck.
+    An OSError (a full or failing state dir) leaves the lock file empty and unheld.
     """
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    path = state_dir / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if not _try_lock(fd):
             holder = _holder(fd)
@@ -30,14 +34,27 @@ def hold(
             if on_wait:
                 on_wait(holder)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, {what}, since {now()}".encode(), 0)
+        _say(fd, path, f"pid {os.getpid()}, {what}, since {now()}")
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            with contextlib.suppress(OSError):  # the note is for people; the flock is the lock
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _say(fd: int, path: Path, note: str) -> None:
+    """Write who holds the lock. Its one block is the first a reconcile asks of the state
+    dir: a full disk fails the attempt here, before anything else is written."""
+    data = note.encode()
+    os.ftruncate(fd, 0)
+    try:
+        if os.pwrite(fd, data, 0) != len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError as err:
+        os.ftruncate(fd, 0)  # no half a note
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def _try_lock(fd: int, kind: int = fcntl.LOCK_EX) -> bool:

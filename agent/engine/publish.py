@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from agent import fault, tree
@@ -19,6 +21,7 @@ from agent.errors import PublishError
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 1 << 1
 _libc = ctypes.CDLL(None, use_errno=True)
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def exchange(a: Path, b: Path) -> None:
@@ -79,11 +82,25 @@ def keep_previous(ws: Workspace) -> None:
 
 
 def journal(ws: Workspace) -> str | None:
-    """The digest of the tree the last swap_in made live, while no record names it."""
+    """The digest of the tree the last swap_in made live, while no record names it.
+
+    A journal that names no digest (empty: a power cut before its fsync) was never
+    followed by an exchange, which comes only after the journal is durable: None.
+    """
     try:
-        return ws.journal.read_text(encoding="ascii").strip()
+        text = ws.journal.read_text(encoding="ascii", errors="replace").strip()
     except FileNotFoundError:
         return None
+    return text if _DIGEST.fullmatch(text) else None
+
+
+def unrecorded(ws: Workspace, recorded: str | None, exclude: Iterable[str]) -> bool:
+    """The journal names the live tree and the record (digest `recorded`) does not: a
+    step failed after the exchange without undoing it (a full state dir at the record).
+    The journal must then outlive the attempt, so that recovery puts the recorded tree
+    back before the next deploy, as after a crash at the same point."""
+    digest = journal(ws)
+    return digest is not None and digest != recorded and tree.digest(ws.target, exclude) == digest
 
 
 def settle(ws: Workspace) -> None:
@@ -100,8 +117,14 @@ def settle(ws: Workspace) -> None:
 
 def _write_journal(ws: Workspace, digest: str) -> None:
     ws.journal.unlink(missing_ok=True)
-    tree.write_file(ws.journal, f"{digest}\n".encode(), 0o600)  # fsync'd before close
-    tree.fsync_dir(ws.root)
+    try:
+        tree.write_file(ws.journal, f"{digest}\n".encode(), 0o600)  # fsync'd before close
+        tree.fsync_dir(ws.root)
+    except OSError:
+        # A full or failing disk: no exchange follows, so no journal may stay to
+        # make the next recovery restart dhcpd for an exchange that never was.
+        ws.journal.unlink(missing_ok=True)
+        raise
 
 
 def _exchange_durably(ws: Workspace, other: Path) -> None:

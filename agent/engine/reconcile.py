@@ -8,18 +8,20 @@ restart exchanges the old tree back and restarts dhcpd on it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
-from agent import fault, servers, tree
+from agent import fault, logs, servers, tree
 from agent.config import AgentConfig, Result
 from agent.engine import consistency, lock, publish, recovery, render, stage
 from agent.engine.releases import Releases
 from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
+    DhcpGitopsError,
     PeerRefused,
     RenderError,
     RestartError,
@@ -32,6 +34,8 @@ from agent.servers.base import Server
 from agent.source.mirror import Commit, Mirror
 from agent.source.signature import Signatures
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Node:
@@ -43,6 +47,7 @@ class Node:
     workspace: stage.Workspace
     store: Store
     releases: Releases
+    unsaved: Unsaved | None = None  # a record the state dir refused, for the next attempt
 
     @classmethod
     def from_config(cls, config: AgentConfig, server: Server | None = None) -> Node:
@@ -61,6 +66,14 @@ class Node:
         return self.config.deploy.preserve
 
 
+@dataclass(frozen=True)
+class Unsaved:
+    """What an attempt had to write to state.json when a full or failing disk refused it."""
+
+    before: State  # state.json as that attempt found it
+    after: State  # the record it made: deployed, previous, last_attempt
+
+
 OnStep = Callable[[str, str | None], None]  # (step, the commit if known yet)
 
 
@@ -75,25 +88,52 @@ class Pairing(Protocol):
 
 
 class Steps:
-    """Times each step and turns an unexpected OSError into that step's error."""
+    """Times each step and turns any error but a step's own into that step's error."""
 
     def __init__(self, attempt: Attempt, on_step: OnStep | None) -> None:
         self.attempt = attempt
         self.on_step = on_step
+        self.current = "reconcile"  # the step running, or the last one that ran
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
+        self.current = name
         if self.on_step:
             self.on_step(name, self.attempt.sha)
         start = time.perf_counter()
         try:
             yield
-        except OSError as err:
-            where = f" ({err.filename})" if err.filename else ""
-            raise StepError(f"{name}: {err.strerror}{where}", step=name) from err
+        except Exception as err:  # whatever it was, the attempt records it
+            failure = step_error(name, err)
+            if failure is err:
+                raise
+            raise failure from err
         finally:
             elapsed = time.perf_counter() - start
             self.attempt.timings[name] = round(self.attempt.timings.get(name, 0) + elapsed, 4)
+
+
+@contextmanager
+def faults(step: str) -> Iterator[None]:
+    """Around the lock, recovery and the records: an error not ours as a StepError of
+    `step` (step_error); ours (LockBusy, an unreadable state.json) as it is."""
+    try:
+        yield
+    except DhcpGitopsError:
+        raise
+    except Exception as err:  # a full state dir must not kill the caller
+        raise step_error(step, err) from err
+
+
+def step_error(step: str, err: Exception) -> StepError:
+    """A step's own error as it is; an OSError is the machine's (a full disk, say),
+    anything else a bug (its traceback goes to the debug log). Either fails the
+    attempt, which the loop retries: neither is the commit's fault."""
+    if isinstance(err, StepError):
+        return err
+    if not isinstance(err, OSError | DhcpGitopsError):
+        log.debug("%s: unexpected error", step, exc_info=err)
+    return StepError(logs.one_line(err), step=step)
 
 
 def reconcile(
@@ -112,27 +152,80 @@ def reconcile(
     commit though [source] require_descendant is set (the operator's override).
     """
     what = f"rollback to {rollback_to[:12]}" if rollback_to else "sync"
-    with lock.hold(node.store.dir, what, wait=wait, on_wait=on_wait):
-        recovery.recover(node)  # a run killed mid-deploy: its stage goes, its exchange undone
-        state = node.store.load()
+    # The state dir's own faults (a full disk at the lock, the records) raise a StepError
+    # naming "lock", "recovery" or "record": the caller has no attempt to show for them.
+    with faults("lock"), lock.hold(node.store.dir, what, wait=wait, on_wait=on_wait):
+        with faults("record"):
+            kept = _record_unsaved(node)
+        if kept is not None:
+            return kept
+        with faults("recovery"):
+            recovery.recover(node)  # a run killed mid-deploy: its stage goes, its exchange undone
+            state = node.store.load()
+        before = state.model_copy(deep=True)
         attempt = Attempt(started_at=now())
+        steps = Steps(attempt, on_step)
         try:
-            steps = Steps(attempt, on_step)
             _deploy(node, state, attempt, steps, rollback_to, pairing, allow_non_descendant)
-        except StepError as err:
-            attempt.result = _result_of(err)
-            attempt.step, attempt.message, attempt.problems = err.step, err.message, err.problems
+        except Exception as err:  # noqa: BLE001 - between two steps: named by the last one
+            failure = step_error(steps.current, err)
+            attempt.result, attempt.step = _result_of(failure), failure.step
+            attempt.message, attempt.problems = failure.message, failure.problems
         attempt.finished_at = now()
         state.last_attempt = attempt
-        # Power-loss view: the journal was durable before the exchange (publish.swap_in),
-        # state.json is durable before the journal goes, so after any cut recovery knows
-        # whether the live tree is recorded. History comes last: a log, not the truth.
-        fault.point("before-record")
-        node.store.save(state)
-        fault.point("after-record")
-        publish.settle(node.workspace)
-        node.store.append_history(attempt, node.config.node.name)
+        with faults("record"):
+            _record(node, Unsaved(before, state), attempt)
         return attempt
+
+
+def _record_unsaved(node: Node) -> Attempt | None:
+    """The record a full state dir refused last time, written now and that attempt's
+    result returned: a deploy that went live and was verified is recorded, not undone
+    by recovery and restarted onto again. Dropped (None) if another run recorded a
+    deploy since, or the live tree is not the one it names."""
+    unsaved, node.unsaved = node.unsaved, None
+    attempt = unsaved.after.last_attempt if unsaved else None
+    if unsaved is None or attempt is None:
+        return None
+    deployed = unsaved.after.deployed
+    moved_on = node.store.load().deployed != unsaved.before.deployed
+    live = deployed is None or tree.digest(node.workspace.target, node.preserve) == deployed.digest
+    if moved_on or not live:
+        log.warning("a record the full state dir refused is dropped: the live tree moved on")
+        return None
+    _record(node, unsaved, attempt)
+    return attempt
+
+
+def _record(node: Node, record: Unsaved, attempt: Attempt) -> None:
+    """state.json, then the journal dropped, then the history line.
+
+    Power-loss view: the journal was durable before the exchange (publish.swap_in),
+    state.json is durable before the journal goes, so after any cut recovery knows
+    whether the live tree is recorded. History comes last: a log, not the truth.
+    A step that failed after the exchange without undoing it (an error in restart,
+    verify or record that is no RestartError) leaves the journal too: the next
+    attempt's recovery puts the recorded tree back first, as after a crash there.
+    """
+    ws, state = node.workspace, record.after
+    recorded = state.deployed.digest if state.deployed else None
+    keep_journal = publish.unrecorded(ws, recorded, node.preserve)
+    if keep_journal:
+        attempt.message += (
+            f"\n{ws.target} holds the new tree, not recorded: the next attempt puts the "
+            "recorded tree back, then deploys again"
+        )
+    fault.point("before-record")
+    try:
+        node.store.save(state)
+    except OSError:
+        if attempt.result != "failed":  # a failure's record is replaced by the retry's
+            node.unsaved = record
+        raise
+    fault.point("after-record")
+    if not keep_journal:
+        publish.settle(ws)
+    node.store.append_history(attempt, node.config.node.name)
 
 
 def _result_of(err: StepError) -> Result:
@@ -197,9 +290,23 @@ def _deploy(
     with step("record"):
         node.server.accept()
         publish.keep_previous(ws)
-        node.releases.save(commit.sha, rendered.files)
         _record_live(node, state, commit, digest, pin, moved=True)
+        _keep_release(node, commit.sha, rendered.files)
     attempt.result = "deployed"
+
+
+def _keep_release(node: Node, sha: str, files: dict[str, bytes]) -> None:
+    """Last of the record step, after the live tree is in the record: a release only
+    helps name drifted files, so a disk too full for it fails the attempt (retried)
+    but does not undo a deploy that went live and was verified."""
+    try:
+        node.releases.save(sha, files)
+    except OSError as err:
+        raise StepError(
+            f"{sha[:12]} is live and recorded, but its release (kept to name drifted files) "
+            f"could not be written: {logs.one_line(err)}",
+            step="record",
+        ) from err
 
 
 def _already_live(node: Node, state: State, digest: str) -> bool:

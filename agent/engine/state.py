@@ -93,23 +93,34 @@ class Store:
         new state.json, never a torn one; and the caller acts on the new record
         (drops the exchange journal) only once it is durable. One writer at a
         time (the caller holds the lock): a temp file a killed writer left is
-        simply replaced.
+        simply replaced. A full or failing disk raises OSError with state.json
+        as it was and no temp file left.
         """
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.state_file.with_name(".state.json.tmp")
         tmp.unlink(missing_ok=True)
-        tree.write_file(tmp, state.model_dump_json(indent=2).encode() + b"\n", 0o600)
+        try:
+            tree.write_file(tmp, state.model_dump_json(indent=2).encode() + b"\n", 0o600)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # its blocks are what a full disk lacks
+            raise
         tmp.replace(self.state_file)
         tree.fsync_dir(self.dir)
 
     def append_history(self, attempt: Attempt, node: str) -> None:
-        """One line, one write, fsync'd: after state.json, which is the truth; a crash
-        between the two loses this line, a power cut during it may tear it (read skips it)."""
-        line = json.dumps({"node": node, **attempt.model_dump(mode="json")}) + "\n"
-        fd = os.open(self.history_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        """One line, fsync'd: after state.json, which is the truth; a crash between the
+        two loses this line, a power cut during it may tear it (read skips it).
+
+        A line the disk cannot take whole (ENOSPC, EIO) is cut off again, and a line a
+        power cut tore is ended first: a new record never shares a line with a torn one.
+        """
+        line = (json.dumps({"node": node, **attempt.model_dump(mode="json")}) + "\n").encode()
+        fd = os.open(self.history_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
+            end = os.fstat(fd).st_size
+            if end and os.pread(fd, 1, end - 1) != b"\n":
+                line = b"\n" + line
+            _append(fd, line, end, self.history_file)
         finally:
             os.close(fd)
 
@@ -127,3 +138,15 @@ class Store:
             except (ValueError, AttributeError):  # a line torn by a power cut
                 continue
         return records
+
+
+def _append(fd: int, data: bytes, end: int, path: Path) -> None:
+    """All of data after `end`, on disk; on failure the file is cut back to `end`."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as err:
+        os.ftruncate(fd, end)
+        raise OSError(err.errno, err.strerror, str(path)) from err

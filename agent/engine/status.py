@@ -28,7 +28,7 @@ from agent.engine.document import (
     Status,
 )
 from agent.engine.reconcile import Node
-from agent.engine.state import State, now
+from agent.engine.state import Attempt, State, now
 from agent.errors import DhcpGitopsError
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,11 @@ def _compare(node: Node, state: State) -> Live:
         changed = node.releases.changed_files(state.deployed.sha, ws.target, preserve)
     return Live(digest=digest, drift=drift, changed_files=changed,
                 stage_leftover=ws.stage.exists(), checked_at=checked_at)  # fmt: skip
+
+
+def attempt_record(attempt: Attempt) -> AttemptRecord:
+    """An attempt as the document shows it: one the state dir could not take, say."""
+    return AttemptRecord.model_validate(attempt.model_dump())
 
 
 def _read(kind: type[Record], record: BaseModel | None) -> Record | None:
