@@ -27,6 +27,7 @@ from agent.engine.state import Attempt
 from agent.errors import Problem
 from lab.repo import ConfigRepo, git
 from tests.conftest import NodeFactory, StartAgent
+from tests.fakepeer import peer_document
 
 SHA, OLD = "a" * 40, "b" * 40
 
@@ -168,8 +169,7 @@ class _Primary(BaseHTTPRequestHandler):
     runs = OLD
 
     def do_GET(self) -> None:
-        body = json.dumps({"state": "idle", "deployed": {"sha": self.runs},
-                           "dhcpd": {"running": True}, "last_attempt": None}).encode()  # fmt: skip
+        body = json.dumps(peer_document(deployed=self.runs)).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

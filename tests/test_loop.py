@@ -15,6 +15,7 @@ from agent.daemon.loop import JITTER, WATCH_EVERY, Loop
 from agent.engine.reconcile import reconcile
 from lab.repo import ConfigRepo
 from tests.conftest import NodeFactory
+from tests.fakepeer import peer_document
 
 
 def test_without_polling_the_worker_sleeps_until_the_next_dhcpd_check(
@@ -202,7 +203,7 @@ def test_the_peer_watcher_outlives_an_answer_it_cannot_read(
     try:
         time.sleep(0.3)  # a few looks at an answer that is not a status document
         assert watcher.is_alive()
-        handler.body = json.dumps({"state": "idle", "dhcpd": {"running": True}}).encode()
+        handler.body = json.dumps(peer_document()).encode()
         wait_until(lambda: loop.peer.last.reachable)
     finally:
         loop._stopped.set()
