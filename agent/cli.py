@@ -66,7 +66,21 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
         help="deploy the head even if it does not descend from the deployed commit "
         "(overrides [source] require_descendant once; signatures are still checked)",
     )
+    sync.add_argument(
+        "--replace-host-files",
+        action="store_true",
+        help="let the repo's tree replace live files it does not cover and preserve does "
+        'not name (once, as [deploy] host_files = "replace"; they stay in the rollback tree)',
+    )
     sync.set_defaults(run=_sync)
+
+    changes = command(sub, "diff", "what a sync would change: the live target against the branch")
+    changes.description = (
+        "Fetch, trust and render the commit a sync would deploy, and print its unified diff "
+        "against the live target (a/ live, b/ the branch); preserved files and host files "
+        "are named. Exit 0 no change, 1 changes, 2 error."
+    )
+    changes.set_defaults(run=_diff)
 
     show = command(sub, "status", "show what is live, what was tried last, and drift")
     show.add_argument("--json", action="store_true", help="print the status document as JSON")
@@ -167,6 +181,9 @@ def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
 
 def _sync(args: argparse.Namespace) -> int:
     node = _node(args, deploying=True)
+    if args.replace_host_files:
+        deploy = node.config.deploy.model_copy(update={"host_files": "replace"})
+        node.config = node.config.model_copy(update={"deploy": deploy})
     attempt = reconcile.reconcile(
         node,
         wait=not args.no_wait,
@@ -188,6 +205,19 @@ def _previous_sha(node: reconcile.Node) -> str:
     if previous is None:
         raise DhcpGitopsError("no previous deploy to roll back to; name one with --to SHA")
     return previous.sha
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from agent.review import diff  # `plan` names its parser so in _parser
+
+    node = _node(args, deploying=False)
+    try:
+        result = diff.diff(node, on_wait=_say_waiting)
+    except DhcpGitopsError as err:  # exit 1 means "changes" here
+        log.debug("error", exc_info=True)
+        print(f"dhcp-gitops: diff: {err.message}", file=sys.stderr)
+        return diff.ERROR
+    return diff.print_diff(result, node.config.source.branch, sys.stdout, sys.stderr)
 
 
 def _say_waiting(holder: str) -> None:

@@ -80,6 +80,10 @@ class Deploy(_Section):
     state_dir: Path = Path("/var/lib/dhcp-gitops")
     preserve: Strings = ()
     keep_releases: Annotated[int, Field(ge=0)] = 5
+    # Live files neither the repo nor preserve covers (another package's, an admin's):
+    # a deploy that would delete them is refused, naming them, or with "replace" the
+    # repo's tree replaces them (agent/engine/hostfiles.py).
+    host_files: Literal["refuse", "replace"] = "refuse"
 
     @field_validator("preserve")
     @classmethod

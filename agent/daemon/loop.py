@@ -109,20 +109,28 @@ class Loop:
 
     def start(self) -> None:
         self._recover()
-        self.node.server.start()
+        self._run_server()
         self.trigger("start-up")
         self._thread.start()
         if self.peer.configured:
             threading.Thread(target=self._watch_peer, name="peer", daemon=True).start()
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Let the running reconcile finish its steps, then stop a supervised dhcpd."""
+    def stop(self, timeout: float = 60.0, hand_off: bool = False) -> None:
+        """Let the running reconcile finish its steps, then stop a supervised dhcpd.
+
+        hand_off: leave it running for the next agent to adopt (an agent restart).
+        """
         with self._wake:
             self._stopped.set()
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self.node.server.stop()
+        server = self.node.server
+        if not hand_off:
+            server.stop()
+        elif server.health().running:
+            log.warning("leaving %s pid %s running for the next agent to adopt", server.name,
+                        server.health().pid)  # fmt: skip
 
     # --- the worker -------------------------------------------------------
 
@@ -247,6 +255,23 @@ class Loop:
                 recovery.recover(self.node)
         except (DhcpGitopsError, OSError) as err:  # the first reconcile tries again, and says
             log.error("recovery at start-up: %s", err)
+
+    def _run_server(self) -> None:
+        """A supervised server a previous agent left running on the recorded tree is
+        adopted, not restarted: an agent restart, or a crash loop, never interrupts DHCP
+        (docs/design.md, invariant 8). After recovery: a deploy it undid restarted the
+        server already, and a tree it left unrecorded is not the recorded one."""
+        server = self.node.server
+        if not (self._live_is_recorded() and server.adopt()):
+            server.start()
+
+    def _live_is_recorded(self) -> bool:
+        try:
+            state = self.node.store.load()
+        except DhcpGitopsError as err:  # the first reconcile says so too
+            log.error("%s", err.message)
+            return False
+        return bool(status.live(self.node, state)["drift"] == "none")
 
     def _watch_dhcpd(self) -> None:
         """Bring back a supervised server that died between deploys (not during one)."""

@@ -16,7 +16,7 @@ from typing import NoReturn, Protocol
 
 from agent import fault, servers, tree
 from agent.config import AgentConfig, Result
-from agent.engine import lock, publish, recovery, render, stage
+from agent.engine import hostfiles, lock, publish, recovery, render, stage
 from agent.engine.releases import Releases
 from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
@@ -173,6 +173,7 @@ def _deploy(
         return
     try:
         with step("render"):
+            hostfiles.check(node, state, rendered.files)  # never delete the host's own files
             stage.build(ws, rendered.files, node.preserve)
             publish.ensure_target(ws.target)
         with step("validate"):

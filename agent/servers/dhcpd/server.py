@@ -81,6 +81,9 @@ class Server(Language):
     def start(self) -> None:
         self.restarter.run_live()
 
+    def adopt(self) -> bool:
+        return self.restarter.adopt()
+
     def revive(self) -> str | None:
         return self.restarter.revive()
 
