@@ -38,8 +38,11 @@ def supervised(lan: Lan) -> dict[str, Any]:
 
 
 def running_pid(agent: AgentProcess, lan: Lan) -> int:
-    """The pid /status reports once the agent is idle with dhcpd running in the lan."""
-    doc = agent.wait_for(lambda d: d["state"] == "idle" and d["dhcpd"].get("running"))
+    """The pid /status reports once this agent's reconcile is over, dhcpd running in the
+    lan (before it, state.json may hold the last agent's attempt)."""
+    doc = agent.wait_for(
+        lambda d: d["reconciles"] >= 1 and d["state"] == "idle" and d["dhcpd"].get("running")
+    )
     pid: int = doc["dhcpd"]["pid"]
     # "running" comes with the spawn; `ip netns exec` enters the namespace a moment later.
     assert wait_until(lambda: lan.server.holds(pid), timeout=5)

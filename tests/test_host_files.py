@@ -13,6 +13,7 @@ import stat
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +79,11 @@ def entries(root: Path) -> dict[str, tuple[int, bytes | str | None]]:
     return found
 
 
+def reconciled(doc: dict[str, Any]) -> bool:
+    """This agent's start-up reconcile is over (state.json may hold an earlier agent's)."""
+    return bool(doc["reconciles"] >= 1 and doc["state"] == "idle")
+
+
 def shipped_preserve() -> list[str]:
     example = tomllib.loads((ROOT / "packaging" / "agent.toml.example").read_text())
     globs: list[str] = example["deploy"]["preserve"]
@@ -116,7 +122,8 @@ def test_the_agent_stays_up_and_deploys_once_the_operator_keeps_them(
     debian_etc_dhcp(target)
     before = entries(target)
     agent = start_agent()
-    doc = agent.wait_for(lambda d: (d["last_attempt"] or {}).get("result") == "refused")
+    doc = agent.wait_for(reconciled)
+    assert doc["last_attempt"]["result"] == "refused"
     assert "dhclient-exit-hooks.d/timesyncd" in doc["last_attempt"]["message"]
     assert agent.client.get("/healthz").status_code == 200  # up, serving the old tree
     assert entries(target) == before
@@ -124,7 +131,8 @@ def test_the_agent_stays_up_and_deploys_once_the_operator_keeps_them(
 
     keep = [g for g in HOST_FILES if g != "dhcpd6.conf"]  # preserve globs, without the "/"
     agent = start_agent(deploy={"preserve": [g.rstrip("/") for g in keep]})
-    doc = agent.wait_for(lambda d: (d["last_attempt"] or {}).get("result") == "refused")
+    doc = agent.wait_for(reconciled)
+    assert doc["last_attempt"]["result"] == "refused"
     assert "does not cover: dhcpd6.conf." in doc["last_attempt"]["message"]
     assert agent.stop() == 0
 
