@@ -49,8 +49,8 @@ RUN set -eu; \
     fi; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        isc-dhcp-server git openssh-client gnupg iproute2 util-linux mount python3 \
-        ca-certificates; \
+        isc-dhcp-server bubblewrap git openssh-client gnupg iproute2 util-linux mount \
+        python3 ca-certificates; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/debconf/*-old; \
     if [ -n "$guard" ]; then rm -f "$guard"; fi

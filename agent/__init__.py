@@ -15,7 +15,9 @@
     │                   the recovery of a run a crash cut short, status from disk
     ├── servers/        the seam: everything one DHCP server software needs;
     │   ├── base.py     Server and Language, the interface the rest calls
-    │   └── dhcpd/      ISC dhcpd, the first backend
+    │   ├── sandbox.py  where every validator runs: bubblewrap, the stage only
+    │   ├── dhcpd/      ISC dhcpd, the first backend
+    │   └── kea/        ISC Kea (kea-dhcp4 with the HA hook), the second
     ├── daemon/         the long-running agent: the reconcile loop, the peer
     │                   client and gate of a pair, notifications
     └── review/         commands run before a commit reaches a server: validate,

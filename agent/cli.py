@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import tomllib
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -15,12 +16,12 @@ from typing import Any, TextIO
 import git
 
 from agent import __version__, config, servers
-from agent.engine import lock, reconcile, status
+from agent.engine import lock, reconcile, render, status
 from agent.engine.state import Attempt
 from agent.errors import ConfigError, DhcpGitopsError, Problem, UsageError
 from agent.review import plan, template, validate
 from agent.review.output import FORMATS
-from agent.source.snapshot import CommitSnapshot, WorkTree
+from agent.source.snapshot import CommitSnapshot, Snapshot, WorkTree
 
 log = logging.getLogger("dhcp-gitops")
 
@@ -106,6 +107,15 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
         help="text (file:line: message), github annotations, gitlab code quality JSON",
     )
     val.add_argument("--dhcpd", default="/usr/sbin/dhcpd", help="the dhcpd to run -t with")
+    val.add_argument(
+        "--read-only",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="a file beyond the target the servers' dhcpd reads, as their [policy] read_only "
+        "(repeatable)",
+    )
     val.set_defaults(run=_validate)
 
     diff = sub.add_parser("plan", help="what each server gets between two revisions (Markdown)")
@@ -117,6 +127,8 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
 
     new = sub.add_parser("init", help="a new config repo from the example pair")
     new.add_argument("dir", type=Path, help="the folder to make (empty or absent)")
+    new.add_argument("--server", choices=servers.BACKENDS, default="dhcpd",
+                     help="the pair's DHCP server software (default dhcpd)")  # fmt: skip
     new.set_defaults(run=_init)
 
     adopt = sub.add_parser(
@@ -239,21 +251,25 @@ def _status(args: argparse.Namespace) -> int:
 
 def check_help() -> str:
     return ("Render every role of the pair folder exactly as its agent would, run dhcpd -t "
-            "on each in a private mount namespace, and check what dhcpd cannot: that the two "
+            "on each in its sandbox (only the rendered files visible, at their live paths), "
+            "and check what dhcpd cannot: that the two "
             "sides agree. Exit 0 clean (warnings allowed), 1 problems.")  # fmt: skip
 
 
 def _review_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--path", default="", help="the pair folder in the repo (source.path)")
-    cmd.add_argument("--target", type=Path, default=Path("/etc/dhcp"),
-                     help="the servers' deploy.target (default /etc/dhcp)")  # fmt: skip
-    cmd.add_argument("--config-file", default="dhcpd.conf",
-                     help="the servers' dhcpd.config (default dhcpd.conf)")  # fmt: skip
+    cmd.add_argument("--target", type=Path, default=None,
+                     help="the deploy.target (default /etc/dhcp, Kea /etc/kea)")  # fmt: skip
+    cmd.add_argument("--config-file", default=None,
+                     help="the servers' main config (dhcpd.conf, Kea kea-dhcp4.conf)")  # fmt: skip
 
 
 def _validate(args: argparse.Namespace) -> int:
-    language = servers.language("dhcpd", args.config_file, args.dhcpd)
-    findings = validate.check(WorkTree(args.dir.resolve()), args.path, args.target, language)
+    snapshot = WorkTree(args.dir.resolve())
+    kind = server_of(snapshot, args.path)
+    binary = args.dhcpd if kind == "dhcpd" else None
+    language = servers.language(kind, args.config_file, binary, args.read_only)
+    findings = validate.check(snapshot, args.path, _target(args, kind), language)
     sys.stdout.write(FORMATS[args.format](findings))
     sys.stdout.flush()  # the summary on stderr comes after the findings
     errors = sum(f.severity == "error" for f in findings)
@@ -269,14 +285,35 @@ def _plan(args: argparse.Namespace) -> int:
         shas = [repo.commit(rev).hexsha for rev in (args.base, args.head)]
     except (git.GitError, git.BadName, ValueError) as err:
         raise UsageError(f"plan: {err}") from err
-    language = servers.language("dhcpd", args.config_file)
-    result = plan.plan(before, after, args.path, args.target, language, *shas)
+    kind = server_of(after, args.path)
+    language = servers.language(kind, args.config_file)
+    result = plan.plan(before, after, args.path, _target(args, kind), language, *shas)
     sys.stdout.write(plan.markdown(result))
     return 1 if result.changed else 0
 
 
+def server_of(snapshot: Snapshot, pair: str) -> str:
+    """pair.toml's `server` ("dhcpd" when absent or unreadable: render reports that)."""
+    files = snapshot.read(render.join_path(pair, render.PAIR_FILE))
+    try:
+        raw = tomllib.loads(files[0].data.decode("utf-8")) if files else {}
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raw = {}
+    kind = raw.get("server", "dhcpd")
+    return kind if isinstance(kind, str) else "dhcpd"
+
+
+def _target(args: argparse.Namespace, kind: str) -> Path:
+    default = config.KEA_TARGET if kind == "kea" else config.Deploy().target
+    return args.target if args.target is not None else default
+
+
 def _init(args: argparse.Namespace) -> int:
-    sha = template.init(args.dir)
+    sha = template.init(args.dir, args.server)
+    if args.server == "kea":
+        print(f"made {args.dir}, a config repo for one Kea HA pair (commit {sha[:12]}); "
+              "see docs/kea.md")  # fmt: skip
+        return 0
     print(f"""made {args.dir}, a config repo for one failover pair (commit {sha[:12]}).
 next:
   1. edit pair.toml (peer name, addresses) and dhcp/ (subnets, hosts)

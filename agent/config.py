@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError
+from agent.source import credentials
 
 DEFAULT_PATH = Path("/etc/dhcp-gitops/agent.toml")
 
 Role = Literal["primary", "secondary", "standalone"]
 # The DHCP server software this node runs: one subpackage of agent/servers/ each.
-ServerKind = Literal["dhcpd"]
+ServerKind = Literal["dhcpd", "kea"]
 Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
 # TOML arrays arrive as lists; frozen config keeps them as tuples.
@@ -40,7 +41,7 @@ class NodeConfig(_Section):
 
 
 class Source(_Section):
-    url: Annotated[str, Field(min_length=1)]
+    url: Annotated[str, Field(min_length=1, repr=False)]  # it may hold a token
     branch: Annotated[str, Field(min_length=1, pattern=r"^[^\s~^:?*\[\\]+$")] = "main"
     path: str = ""
     poll_interval: Seconds = 60.0
@@ -51,6 +52,9 @@ class Source(_Section):
     retry_max: PositiveSeconds = 300.0
     ssh_key: Path | None = None
     known_hosts: Path | None = None
+    # https: a file holding the token, sent as `username`'s password (agent/source/credentials.py)
+    token_file: Path | None = None
+    username: Annotated[str, Field(min_length=1, pattern=r"^[^:\s]+$")] | None = None
     # Signed commits (agent/source/signature.py): "gpg" checks against the public keys exported
     # to gpg_keyring, "ssh" against ssh-keygen's allowed_signers file.
     verify: Literal["none", "gpg", "ssh"] = "none"
@@ -64,6 +68,11 @@ class Source(_Section):
     def _supported_url(cls, url: str) -> str:
         if remote_kind(url) == "unsupported":
             raise ValueError("use file://, ssh://, https://, user@host:path or an absolute path")
+        if remote_kind(url) == "ssh" and ":" in urlsplit(url).netloc.rpartition("@")[0]:
+            raise ValueError("ssh takes no password from the url: use ssh_key")
+        credential = credentials.split(url)[1]
+        if credential is not None and not credential.printable():
+            raise ValueError("the credential in the url holds a control character")
         return url
 
     @field_validator("path")
@@ -80,9 +89,7 @@ class Deploy(_Section):
     state_dir: Path = Path("/var/lib/dhcp-gitops")
     preserve: Strings = ()
     keep_releases: Annotated[int, Field(ge=0)] = 5
-    # Live files neither the repo nor preserve covers (another package's, an admin's):
-    # a deploy that would delete them is refused, naming them, or with "replace" the
-    # repo's tree replaces them (agent/engine/hostfiles.py).
+    # Live files neither the repo nor preserve covers: agent/engine/hostfiles.py
     host_files: Literal["refuse", "replace"] = "refuse"
 
     @field_validator("preserve")
@@ -96,6 +103,10 @@ class Deploy(_Section):
 
 class Dhcpd(_Section):
     binary: str = "/usr/sbin/dhcpd"
+    # The dhcpd that `dhcpd -t` runs in the sandbox, when `binary` is a wrapper that
+    # cannot run there (`ip netns exec`, `ip vrf exec`: only dhcpd's own files are
+    # visible inside it). Default: binary.
+    validate_binary: str | None = None
     config: str = "dhcpd.conf"
     restart: Literal["supervise", "command", "none"] = "command"
     restart_command: Strings = ("systemctl", "restart", "isc-dhcp-server")
@@ -121,6 +132,48 @@ class Dhcpd(_Section):
         if not argv:
             raise ValueError("an argv list such as ['systemctl', 'restart', 'isc-dhcp-server']")
         return argv
+
+
+class Kea(_Section):
+    """[kea]: a Kea DHCPv4 server (agent/servers/kea/), applied over its control socket."""
+
+    binary: str = "/usr/sbin/kea-dhcp4"
+    # What `kea-dhcp4 -t` runs in the sandbox when binary is a wrapper (as [dhcpd]'s).
+    validate_binary: str | None = None
+    config: str = "kea-dhcp4.conf"
+    # Debian's kea-dhcp4.conf names this socket; the live config must name the same.
+    control_socket: Annotated[Path, Field(strict=False)] = Path("/run/kea/kea4-ctrl-socket")
+    # reload: config-test, then config-reload over the socket (Kea runs under systemd);
+    # supervise: kea-dhcp4 -c FILE as the agent's child; command: restart_command.
+    restart: Literal["reload", "supervise", "command", "none"] = "reload"
+    restart_command: Strings = ("systemctl", "restart", "kea-dhcp4-server")
+    health_timeout: Seconds = 3.0
+    ha_timeout: Seconds = 0.0  # pairs: HA must be back to normal this soon (0: off)
+
+    @field_validator("config")
+    @classmethod
+    def _config_inside_target(cls, config: str) -> str:
+        if not config or config.startswith("/") or ".." in Path(config).parts:
+            raise ValueError("a path relative to deploy.target, without '..'")
+        return config
+
+    @field_validator("control_socket")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        if not path.is_absolute():
+            raise ValueError("an absolute path, the socket-name of the config's control-socket")
+        return path
+
+    @field_validator("restart_command")
+    @classmethod
+    def _argv(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        if not argv:
+            raise ValueError("an argv list such as ['systemctl', 'restart', 'kea-dhcp4-server']")
+        return argv
+
+
+# Where a Kea node deploys unless [deploy] target says otherwise (dhcpd's: Deploy.target).
+KEA_TARGET = Path("/etc/kea")
 
 
 class Http(_Section):
@@ -158,6 +211,12 @@ class Limits(_Section):
     files: Annotated[int, Field(gt=0)] = 10_000  # files below one folder read
     depth: Annotated[int, Field(gt=0)] = 16  # folder levels of a repo path
     template_loop: Annotated[int, Field(gt=0)] = 1_000_000  # range() items of one render
+    # The renderer, the child process that renders a commit's templates: its address
+    # space (Python and Jinja need about 30 MiB of it), its CPU seconds, and the bytes
+    # all templates of one render may produce.
+    render_memory: Annotated[int, Field(ge=64 * MiB)] = 512 * MiB
+    render_cpu: Annotated[int, Field(gt=0)] = 10
+    render_size: Annotated[int, Field(gt=0)] = 256 * MiB
 
 
 class Notify(_Section):
@@ -194,16 +253,46 @@ class Peer(_Section):
         return url
 
 
+class Policy(_Section):
+    """[policy]: what this node lets a commit's config reach beyond the target."""
+
+    # Files outside the target that dhcpd reads (DDNS keys kept in /etc/bind, say): shown
+    # read-only to `dhcpd -t` in its sandbox, which shows it nothing else of the host, and
+    # included without the include check's refusal. Absolute, as dhcpd opens them.
+    read_only: Annotated[tuple[Annotated[Path, Field(strict=False)], ...], Field(strict=False)] = ()
+
+    @field_validator("read_only")
+    @classmethod
+    def _absolute(cls, paths: tuple[Path, ...]) -> tuple[Path, ...]:
+        for path in paths:
+            if not path.is_absolute() or ".." in path.parts or path == Path("/"):
+                raise ValueError(f"{str(path)!r}: an absolute path below /, without '..'")
+        return paths
+
+
 class AgentConfig(_Section):
     node: NodeConfig
     source: Source
     deploy: Deploy = Deploy()
     dhcpd: Dhcpd = Dhcpd()
+    kea: Kea = Kea()
     http: Http = Http()
     notify: Notify = Notify()
     peer: Peer = Peer()
     limits: Limits = Limits()
+    policy: Policy = Policy()
     file: Path = Path("<memory>")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kea_target(cls, raw: Any) -> Any:
+        """A Kea node's target defaults to /etc/kea; dhcpd's stays /etc/dhcp."""
+        node, deploy = (raw.get(k) if isinstance(raw, dict) else None for k in ("node", "deploy"))
+        is_kea = isinstance(node, dict) and node.get("server") == "kea"
+        deploy = deploy if isinstance(deploy, dict) else {} if deploy is None else None
+        if is_kea and deploy is not None and "target" not in deploy:
+            return {**raw, "deploy": {**deploy, "target": KEA_TARGET}}
+        return raw
 
     @property
     def peer_role(self) -> str | None:
@@ -239,14 +328,16 @@ def parse(raw: dict[str, Any], path: Path) -> AgentConfig:
     try:
         config = AgentConfig.model_validate({**resolved, "file": path})
     except ValidationError as err:
-        raise ConfigError(_describe(err, path)) from err
+        # Not chained: pydantic's own text quotes each input, and [source] url may hold a
+        # token; a traceback (-v) would print it. _describe never echoes a string value.
+        raise ConfigError(_describe(err, path)) from None
     _check_files(config)
     return config
 
 
 # Keys holding paths; relative values resolve against the config file's folder.
 _PATH_KEYS = {
-    "source": ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers"),
+    "source": ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers", "token_file"),
     "deploy": ("target", "state_dir"),
     "dhcpd": ("lease_file",),
     "http": ("webhook_secret_file", "token_file", "tls_cert", "tls_key"),
@@ -304,13 +395,15 @@ def _check_files(config: AgentConfig) -> None:
     if remote_kind(source.url) == "ssh" and source.known_hosts is None:
         raise ConfigError(f"{where}: [source] known_hosts: required for an ssh remote")
     _check_verify(config)
-    files = [("source", k) for k in ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers")]
+    keys = ("ssh_key", "known_hosts", "gpg_keyring", "allowed_signers", "token_file")
+    files = [("source", k) for k in keys]
     files += [("http", k) for k in ("webhook_secret_file", "token_file", "tls_cert", "tls_key")]
     files += [("notify", "smtp_password_file")]
     for section, key in files:
         file = getattr(getattr(config, section), key)
         if file is not None and not file.is_file():
             raise ConfigError(f"{where}: [{section}] {key}: {file} is not a readable file")
+    _check_token(config)
     if (config.http.tls_cert is None) != (config.http.tls_key is None):
         raise ConfigError(f"{where}: [http] tls_cert and tls_key go together")
     if config.notify.smtp_host and not config.notify.mail_to:
@@ -345,3 +438,25 @@ def _check_verify(config: AgentConfig) -> None:
                 f'{config.file}: [source] {key}: only used with verify = "{mode}" '
                 f"(verify is {source.verify!r})"
             )
+
+
+def _check_token(config: AgentConfig) -> None:
+    """token_file: for an https remote whose url holds no credential, private to its owner.
+    Its content is read at each fetch, never here, and no message shows it or the url."""
+    where, source = config.file, config.source
+    if source.username is not None and source.token_file is None:
+        raise ConfigError(f"{where}: [source] username: only used with token_file")
+    if source.token_file is None:
+        return
+    if remote_kind(source.url) != "https":
+        raise ConfigError(f"{where}: [source] token_file: only used with an https:// url")
+    if credentials.split(source.url)[1] is not None:
+        raise ConfigError(
+            f"{where}: [source] token_file: the url holds a credential too; keep one of them"
+        )
+    mode = credentials.loose_mode(source.token_file)
+    if mode is not None:
+        raise ConfigError(
+            f"{where}: [source] token_file: {source.token_file} is open to group or others "
+            f"(mode {mode:04o}); chmod 600 it"
+        )

@@ -17,6 +17,8 @@
         │   └── HostFilesError      the target holds files the repo does not cover, which
         │                           the deploy would delete ([deploy] host_files)
         ├── ValidateError           dhcpd -t or our checks refused: .problems
+        ├── SandboxError            this machine cannot run dhcpd -t in its sandbox (no
+        │                           bwrap, no user namespaces, no dhcpd): failed, retried
         ├── PublishError            the exchange of the staged tree and the target
         ├── PeerError               the peer kept this node from restarting (retried)
         │   └── PeerRefused         the primary refused or rolled back this commit
@@ -122,6 +124,12 @@ class HostFilesError(RenderError):
 
 
 class ValidateError(StepError):
+    step = "validate"
+
+
+class SandboxError(StepError):
+    """The validator cannot run here, whatever the commit: not the commit's fault."""
+
     step = "validate"
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.agentproc import box_config, start_agent
-from bench.lab import Lab, cpu_seconds, open_lab, proc_status, read_pid
+from bench.lab import Lab, open_lab
 from bench.pipelines import Ansible, Rsync
 from bench.push import Say
 from bench.repo import BenchRepo
 from bench.stats import summary
+from lab.proc import cpu_seconds, proc_status, read_pid
 
 _GIT_COMMAND = re.compile(r"trace: built-in: git (\S+)")
 Doc = dict[str, Any]

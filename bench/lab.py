@@ -1,6 +1,6 @@
 """Where the benchmarks run: temp folders, network namespaces with a real dhcpd, our processes.
 
-A dhcpd that serves may run only inside a namespace made here (tests/netns.py's
+A dhcpd that serves may run only inside a namespace made here (lab/netns.py's
 NetLab: created with `ip netns add`, cabled with veth pairs inside it, and on
 teardown emptied by pid and deleted). Everything written goes under one temp
 folder; every process started goes into Lab.procs and is ended by its id.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -31,12 +30,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.netns import Namespace, NetLab
+from lab.netns import SERVER_CIDR, Namespace, NetLab, dhcpd_wrapper, find_dhcpd
+from lab.proc import read_pid, running
 
 HERE = Path(__file__).resolve().parent
 RESTART_SCRIPT = HERE / "scripts" / "restart-dhcpd.sh"
-DHCPD = shutil.which("dhcpd", path="/usr/sbin:/sbin:/usr/bin") or "/usr/sbin/dhcpd"
-SERVER_CIDR = "192.0.2.1/24"  # documentation range, inside our namespaces only
+DHCPD = find_dhcpd() or "/usr/sbin/dhcpd"
 INTERFACE = "eth0"
 POLL = 0.002  # seconds between two looks at a pid file: the resolution of "live"
 STOP_WAIT = 10.0
@@ -74,7 +73,7 @@ class Lab:
         ns.up("peer0")
         ns.add_address(INTERFACE, SERVER_CIDR)
         home = self.path(name)
-        box = DhcpdBox(name, ns, home, dhcpd_wrapper(home / "dhcpd-in-netns", ns))
+        box = DhcpdBox(name, ns, home, dhcpd_wrapper(home / "dhcpd-in-netns", ns, DHCPD))
         box.target.parent.mkdir()
         self.boxes.append(box)
         return box
@@ -180,17 +179,6 @@ def open_lab(keep: bool = bool(os.environ.get("BENCH_KEEP"))) -> Iterator[Lab]:
             print("bench: left in namespaces and killed:\n" + "\n".join(left))
 
 
-def dhcpd_wrapper(path: Path, ns: Namespace) -> Path:
-    """An executable running dhcpd inside ns; exec all the way, so its pid is dhcpd's."""
-    path.write_text(
-        "#!/bin/sh\n"
-        "# dhcpd for a benchmark: it may serve DHCP only inside this namespace.\n"
-        f'exec {shlex.join(ns.argv(DHCPD))} "$@"\n'
-    )
-    path.chmod(0o755)
-    return path
-
-
 @dataclass
 class DhcpdBox:
     """One DHCP server of a pipeline: its namespace, its live folder and its dhcpd files."""
@@ -235,7 +223,7 @@ class DhcpdBox:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_WAIT
-            while _running(pid) and time.monotonic() < deadline:
+            while running(pid) and time.monotonic() < deadline:
                 time.sleep(POLL)
 
     def first_start(self) -> None:
@@ -244,14 +232,6 @@ class DhcpdBox:
         before = read_pid(self.pid_file)
         self.restart()
         wait_live(self.pid_file, before, self.target / "dhcpd.conf", "", timeout=30)
-
-
-def read_pid(pid_file: Path) -> int | None:
-    try:
-        text = pid_file.read_text().strip()
-    except FileNotFoundError:
-        return None
-    return int(text) if text.isdigit() else None  # empty: dhcpd is writing it
 
 
 def wait_live(
@@ -270,7 +250,7 @@ def wait_live(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pid = read_pid(pid_file)
-        if pid is not None and pid != before and _running(pid):
+        if pid is not None and pid != before and running(pid):
             seen = time.perf_counter()
             if marker in config.read_text():
                 return seen
@@ -279,31 +259,3 @@ def wait_live(
             before = pid
         time.sleep(POLL)
     raise BenchError(f"no new dhcpd wrote {pid_file} within {timeout:g} s")
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (a dhcpd that exited at once must not count as live)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, in kB."""
-    fields: dict[str, int] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(value.split()[0])
-    return fields
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(own, own + waited-for children) CPU seconds of a process, from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    return (utime + stime) / ticks, (utime + stime + cutime + cstime) / ticks

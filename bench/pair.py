@@ -1,6 +1,6 @@
 """Scenario 5: a push to the failover pair, until both serve it and failover is normal again.
 
-The pair's harness (tests/pairlab.py): a bridge, the primary 192.0.2.1 and the
+The pair's harness (lab/pair.py): a bridge, the primary 192.0.2.1 and the
 secondary 192.0.2.2 in namespaces of their own, each with a real dhcpd and an
 agent naming the other as its peer (rolling restart, failover_timeout set), the
 example pair of repo-template. Per round: one host added, GitHub's webhook to
@@ -25,14 +25,16 @@ from typing import Any
 from agent.errors import OmapiError
 from agent.review.template import template_dir
 from agent.servers.dhcpd import failover, omapi
-from bench.agentproc import HEALTH_TIMEOUT, Agent, Tables, start_agent
-from bench.lab import DHCPD, BenchError, DhcpdBox, Lab, open_lab, read_pid, wait_live
+from bench.agentproc import HEALTH_TIMEOUT, Tables, start_agent
+from bench.lab import DHCPD, BenchError, DhcpdBox, Lab, open_lab, wait_live
 from bench.pipelines import LIVE_TIMEOUT
 from bench.push import Say
 from bench.stats import comparison, summary
-from tests.conftest import ConfigRepo
-from tests.pairlab import PairLab, Server, build_pair_lab
-from tests.receivers import free_port
+from lab.agent import AgentProcess
+from lab.pair import PairLab, Server, build_pair_lab
+from lab.ports import free_port
+from lab.proc import read_pid
+from lab.repo import ConfigRepo
 
 PEER = "dhcp-failover"  # repo-template/pair.toml
 FAILOVER_TIMEOUT = 30.0
@@ -62,7 +64,7 @@ def run(rounds: int, floor_rounds: int, say: Say) -> dict[str, Any]:
 # --- the agents -----------------------------------------------------------------
 
 
-def _start_agents(lab: Lab, pair_lab: PairLab, repo: ConfigRepo) -> list[Agent]:
+def _start_agents(lab: Lab, pair_lab: PairLab, repo: ConfigRepo) -> list[AgentProcess]:
     ports = {server.name: free_port() for server in pair_lab.servers}
     agents = []
     for server, other in zip(pair_lab.servers, reversed(pair_lab.servers), strict=True):
@@ -90,18 +92,20 @@ def _serving(doc: dict[str, Any]) -> bool:
 
 
 def _agent_round(
-    lab: Lab, pair_lab: PairLab, agents: list[Agent], repo: ConfigRepo, i: int, say: Say
+    lab: Lab, pair_lab: PairLab, agents: list[AgentProcess], repo: ConfigRepo, i: int, say: Say
 ) -> dict[str, float]:
     sha, mark = add_host(repo, i)
     targets = [a.state_dir.parent / "etc" / "dhcp" / "hosts.conf" for a in agents]
     watchers = [_LiveWatch(a.dhcpd_pid_file, t, mark) for a, t in zip(agents, targets, strict=True)]
     start = time.perf_counter()
     for agent in agents:  # the forge delivers to both hooks
-        if agent.push(sha).status_code != 202:
+        if agent.github_push(sha).status_code != 202:
             raise BenchError(f"pair: webhook to {agent.url} not accepted")
     primary_live, secondary_live = (w.result() for w in watchers)
     normal = wait_normal(pair_lab)  # both new dhcpd running: the secondary's says startup first
-    recorded = max(agent.wait_recorded(sha, NORMAL_TIMEOUT) for agent in agents)
+    for agent in agents:
+        agent.wait_deployed(sha, NORMAL_TIMEOUT)
+    recorded = time.perf_counter()  # the later of the two
     row = {
         "primary live": primary_live - start,
         "both live": max(primary_live, secondary_live) - start,
@@ -115,7 +119,7 @@ def _agent_round(
     return row
 
 
-def _attempt_steps(agents: list[Agent]) -> dict[str, float]:
+def _attempt_steps(agents: list[AgentProcess]) -> dict[str, float]:
     """The primary's restart and verify (failover wait), the secondary's wait for the primary."""
     primary, secondary = (agent.last_attempt().get("timings") or {} for agent in agents)
     return {

@@ -26,10 +26,12 @@ from typing import Any, Protocol
 
 from agent import tree
 from agent.engine import publish
-from bench.agentproc import Agent, box_config, start_agent
-from bench.lab import BenchError, DhcpdBox, Lab, read_pid, wait_live
+from bench.agentproc import RECORD_TIMEOUT, box_config, start_agent
+from bench.lab import BenchError, DhcpdBox, Lab, wait_live
 from bench.repo import BenchRepo
 from bench.stats import Stopwatch, ms_since
+from lab.agent import AgentProcess
+from lab.proc import read_pid
 
 HERE = Path(__file__).resolve().parent
 WATCH_SCRIPT = HERE / "scripts" / "rsync-watch.sh"
@@ -126,18 +128,19 @@ class AgentPipe:
     def __init__(self, lab: Lab, repo: BenchRepo, name: str = "agent") -> None:
         self.name = name
         self.box = lab.box(name)
-        self.agent: Agent = start_agent(lab, self.box.home, box_config(self.box, repo.url))
+        self.agent: AgentProcess = start_agent(lab, self.box.home, box_config(self.box, repo.url))
 
     def deploy(self, sha: str, marker: str) -> Sample:
         pid_file = self.agent.dhcpd_pid_file
         before = read_pid(pid_file)
         start = time.perf_counter()
-        answer = self.agent.push(sha)
+        answer = self.agent.github_push(sha)
         webhook = ms_since(start)
         if answer.status_code != 202:
             raise BenchError(f"webhook answered {answer.status_code}: {answer.text}")
         seen = wait_live(pid_file, before, self.box.target / CONFIG, marker, LIVE_TIMEOUT)
-        recorded = self.agent.wait_recorded(sha)
+        self.agent.wait_deployed(sha, RECORD_TIMEOUT)
+        recorded = time.perf_counter()
         attempt = self.agent.last_attempt()
         if attempt.get("result") != "deployed":
             raise BenchError(f"agent: {attempt.get('result')}: {attempt.get('message')}")

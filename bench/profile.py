@@ -15,7 +15,7 @@ from agent import config
 from agent.engine.reconcile import Node, reconcile
 from bench.lab import DHCPD, BenchError, Lab
 from bench.repo import BenchRepo
-from tests.conftest import toml_text
+from lab.toml import toml_text
 
 INTERVAL = 0.001  # seconds between samples
 

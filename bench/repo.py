@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ConfigRepo, git
+from lab.repo import ConfigRepo, git
 
 HERE = Path(__file__).resolve().parent
 PLAYBOOK = HERE / "ansible" / "playbook.yml"

@@ -344,7 +344,7 @@ adds the fetch of the change and the write of the files. Peak RSS is the
 agent's VmHWM after the rounds (one agent per size)."""
 
 PAIR_TEXT = """\
-The pair's harness (tests/pairlab.py): primary and secondary in namespaces of their
+The pair's harness (lab/pair.py): primary and secondary in namespaces of their
 own on one bridge, real dhcpd talking failover, each agent naming the other as its
 peer, `failover_timeout` set, `health_timeout` 1 s. The forge delivers the push to
 both; the secondary restarts only once the primary has recorded it. "By hand" is

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench.lab import open_lab, proc_status, read_pid
+from bench.lab import open_lab
 from bench.pipelines import AgentPipe, Floor, Sample
 from bench.profile import profile_reconcile
 from bench.push import Say, figures, interleave
 from bench.repo import BenchRepo
 from bench.stats import comparison
+from lab.proc import proc_status, read_pid
 
 TARGET = 1.5  # agent push-to-live / (dhcpd -t + restart)
 

@@ -20,12 +20,15 @@ from typing import Any
 
 import httpx
 
-from bench.agentproc import Agent, box_config, github_ping, github_push, start_agent
-from bench.lab import BenchError, open_lab, read_pid, wait_live
+from bench.agentproc import RECORD_TIMEOUT, box_config, start_agent
+from bench.lab import BenchError, open_lab, wait_live
 from bench.pipelines import LIVE_TIMEOUT
 from bench.push import Say
 from bench.repo import BenchRepo
 from bench.stats import comparison, ms_since, summary
+from lab.agent import AgentProcess
+from lab.forge import github_ping, github_push
+from lab.proc import read_pid
 
 SENDERS = 10
 COMMIT_EVERY = 0.2  # seconds between the commits of the burst
@@ -43,7 +46,7 @@ class Stream:
     codes: Counter[int] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, agent: Agent, sender: int, start: float) -> None:
+    def send(self, agent: AgentProcess, sender: int, start: float) -> None:
         with httpx.Client(base_url=agent.url, timeout=30) as client:
             for i in range(sender, self.count, SENDERS):
                 delay = start + i * self.seconds / self.count - time.perf_counter()
@@ -70,7 +73,7 @@ def run(
         stream = Stream(deliveries, seconds, agent.status()["deployed"]["sha"])
         say(f"storm: {deliveries} deliveries over {seconds:g} s, {commits} commits")
         live_after = _storm(agent, repo, box.target / "dhcpd.conf", stream, commits)
-        agent.wait_recorded(stream.newest)
+        agent.wait_deployed(stream.newest, RECORD_TIMEOUT)
         time.sleep(settle)
         doc = agent.status()
         history = agent.history()
@@ -93,7 +96,7 @@ def run(
     }
 
 
-def _pings(agent: Agent) -> list[float]:
+def _pings(agent: AgentProcess) -> list[float]:
     """Signed pings, one after the other, to the idle agent: the webhook path at rest."""
     times = []
     with httpx.Client(base_url=agent.url, timeout=30) as client:
@@ -105,7 +108,9 @@ def _pings(agent: Agent) -> list[float]:
     return times
 
 
-def _storm(agent: Agent, repo: BenchRepo, config: Path, stream: Stream, commits: int) -> float:
+def _storm(
+    agent: AgentProcess, repo: BenchRepo, config: Path, stream: Stream, commits: int
+) -> float:
     """Run the stream and the burst of commits; ms from the last push to its commit live."""
     start = time.perf_counter() + 0.05
     senders = [

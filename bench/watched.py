@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.agentproc import Agent, Tables, start_agent
+from bench.agentproc import Tables, start_agent
 from bench.lab import Lab, open_lab
 from bench.push import Say
 from bench.repo import BenchRepo
 from bench.stats import comparison, ms_since, summary
+from lab.agent import AgentProcess
 
 LEASE = """lease 10.16.{a}.{b} {{
   starts 3 2026/11/25 00:27:45;
@@ -81,7 +82,7 @@ def run(leases: int, requests: int, say: Say) -> dict[str, Any]:
 ENDPOINTS = ("/status", "/metrics")
 
 
-def _agent(lab: Lab, repo: BenchRepo, name: str, leases: int) -> tuple[Agent, Path]:
+def _agent(lab: Lab, repo: BenchRepo, name: str, leases: int) -> tuple[AgentProcess, Path]:
     """An agent whose dhcpd is someone else's (restart "none"), and its lease file."""
     home = lab.path(name)
     (home / "etc").mkdir()
@@ -95,7 +96,7 @@ def _agent(lab: Lab, repo: BenchRepo, name: str, leases: int) -> tuple[Agent, Pa
     return start_agent(lab, home, tables), leases_path
 
 
-def _get(agent: Agent, endpoint: str) -> float:
+def _get(agent: AgentProcess, endpoint: str) -> float:
     start = time.perf_counter()
     agent.client.get(endpoint).raise_for_status()
     return ms_since(start)

@@ -8,7 +8,7 @@
 # 3. builds the image (chroot isolation, host network: pip and apt run as on this host)
 # 4. runs `dhcp-gitops --version` and `dhcpd --version` in it, with no network at
 #    all, then two real deploys of the container's /etc/dhcp from the demo pair's
-#    repo (git, dhcpd -t in a private mount namespace, the atomic swap)
+#    repo (git, dhcpd -t in its bubblewrap sandbox, the atomic swap)
 # 5. prints the image size and the time of each phase
 # Podman's default network is never used (it would create a bridge on this host).
 # Exits non-zero on any failure. IMAGE=name:tag overrides dhcp-gitops:dev.
@@ -186,8 +186,7 @@ check() {
 }
 check '^dhcp-gitops [0-9]' "$image" --version
 check '^isc-dhcpd-' --entrypoint dhcpd "$image" --version   # dhcpd prints it on stderr
-# What the agent runs besides Python: git, dhcpd -t in a private mount namespace
-# (unshare + mount --bind, hence CAP_SYS_ADMIN), ip. The demo makes the example
+# What the agent runs besides Python: git, dhcpd -t in its sandbox (bwrap), ip. The demo makes the example
 # pair's repo; then two deploys from it swap the container's own /etc/dhcp
 # (which overlayfs allows only because the image ships none).
 # shellcheck disable=SC2016 # expanded by the shell in the container
@@ -198,7 +197,7 @@ deploy_twice='
   dhcp-gitops rollback --config /tmp/agent.toml --to "$(git -C /tmp/demo/config rev-list --max-parents=0 HEAD)"
   test -f /etc/dhcp/dhcpd.conf && test -d /etc/.dhcp.dhcp-gitops/previous && echo "/etc/dhcp swapped twice"'
 check '^/etc/dhcp swapped twice$' --cap-add SYS_ADMIN --entrypoint sh "$image" -euc "$deploy_twice"
-check '^ok$' --entrypoint sh "$image" -c 'command -v git unshare mount ip dhcpd >/dev/null && echo ok'
+check '^ok$' --entrypoint sh "$image" -c 'command -v git bwrap ip dhcpd >/dev/null && echo ok'
 phase_done
 
 size=$(podman image inspect --format '{{.Size}}' "$image")

@@ -10,12 +10,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # gnupg: git runs gpg to check signed commits (source.verify = "gpg").
-packages=(git openssh-client isc-dhcp-server iproute2 util-linux python3 python3-venv ca-certificates gnupg)
+# bubblewrap: dhcpd -t runs in bwrap's sandbox (docs/security.md).
+packages=(git openssh-client isc-dhcp-server bubblewrap iproute2 util-linux python3 python3-venv ca-certificates gnupg)
 extra="."
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests;
-  # rsync and inotify-tools make the hand-made pipeline the benchmarks compare with.
-  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin rsync inotify-tools)
+  # rsync and inotify-tools make the hand-made pipeline the benchmarks compare with;
+  # kea-dhcp4-server is the Kea backend's validator and server (a Kea node installs it
+  # too: docs/kea.md).
+  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin rsync inotify-tools
+             kea-dhcp4-server)
   extra=".[test,bench]"
 fi
 
@@ -27,7 +31,7 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
-  # Package scripts would start isc-dhcp-server and sshd in this machine's own
+  # Package scripts would start isc-dhcp-server, kea-dhcp4-server and sshd in this machine's own
   # network namespace; a policy-rc.d that denies every start keeps them down.
   guard=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then

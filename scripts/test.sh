@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-.venv/bin/ruff check agent webhook tests bench
-.venv/bin/ruff format --check agent webhook tests bench
+.venv/bin/ruff check agent webhook tests bench lab
+.venv/bin/ruff format --check agent webhook tests bench lab
 .venv/bin/mypy
 # The container image builds and runs (about 75 s on a fresh machine, seconds after).
 scripts/container-check.sh

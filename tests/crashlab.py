@@ -1,8 +1,8 @@
 """The SIGKILL campaign: the real agent killed at every fault point, restarted, checked.
 
-One CrashLab is one primary server: a config repo (tests/conftest.py), the
+One CrashLab is one primary server: a config repo (lab/repo.py), the
 real `dhcp-gitops agent` process supervising the real dhcpd, which serves only
-inside a network namespace made for it (tests/netns.py), and a lease file
+inside a network namespace made for it (lab/netns.py), and a lease file
 seeded with two active leases. One trial:
 
   1. commits a new tree: a good one, or a bad one that passes `dhcpd -t` but
@@ -61,10 +61,12 @@ from agent.engine import render
 from agent.engine.state import State, Store
 from agent.review.template import template_dir
 from agent.source.snapshot import CommitSnapshot
-from tests.agentproc import EXE
-from tests.conftest import ConfigRepo, toml_text
-from tests.netns import Lan, NetLab, dhcpd_pids_using, make_lan
-from tests.receivers import free_port
+from lab.agent import EXE
+from lab.netns import DHCPD, Lan, NetLab, make_lan
+from lab.ports import free_port
+from lab.proc import dhcpd_pids_using
+from lab.repo import ConfigRepo
+from lab.toml import toml_text
 
 NODE = "dhcp1"
 HEALTH_TIMEOUT = 0.6  # seconds dhcpd must stay up; the bad commit's dhcpd dies in ~50 ms
@@ -424,6 +426,7 @@ class CrashLab:
             "dhcpd": {
                 "restart": "supervise",
                 "binary": str(self.lan.dhcpd),
+                "validate_binary": DHCPD,
                 "args": [self.lan.interface],
                 "lease_file": str(self.leases),
                 "health_timeout": HEALTH_TIMEOUT,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,15 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-LOOPBACK = "127.0.0.1"
+from lab.ports import LOOPBACK, free_port
+
 USER = "agent"
 PASSWORD = "s3cret-Pa55-w0rd"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 # --- a real SMTP server ---

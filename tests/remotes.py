@@ -1,4 +1,5 @@
-"""Real git remotes on 127.0.0.1 for the fetch tests: sshd, smart HTTP over TLS, a mute port.
+"""Real git remotes on 127.0.0.1 for the fetch tests: sshd, smart HTTP over TLS, a mute port;
+and a watcher of the processes git runs against them (what each child was given).
 
 Every server binds 127.0.0.1 only, keeps its keys and config under the test's
 tmp_path, and is stopped by its own pid or handle in the fixture's teardown,
@@ -23,15 +24,9 @@ from pathlib import Path
 
 import pytest
 
-LOCALHOST = "127.0.0.1"
+from lab.ports import LOOPBACK, free_port
+
 START_TIMEOUT = 10.0  # seconds a server gets to come up before the fixture gives up
-
-
-def free_port() -> int:
-    """A port nobody listens on now (the kernel picks it; a race is possible but rare)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOCALHOST, 0))
-        return int(s.getsockname()[1])
 
 
 def require(binary: str) -> None:
@@ -69,7 +64,7 @@ class SshServer:
     home: Path
 
     def url(self, bare: Path) -> str:
-        return f"ssh://root@{LOCALHOST}:{self.port}{bare}"
+        return f"ssh://root@{LOOPBACK}:{self.port}{bare}"
 
     def new_key(self, name: str) -> Path:
         """Another key pair in tmp, unknown to this server (a stranger or an impostor)."""
@@ -77,7 +72,7 @@ class SshServer:
 
     def known_hosts_line(self, key: Path | None = None) -> str:
         """The known_hosts entry for this server, with its own host key or another one."""
-        return f"[{LOCALHOST}]:{self.port} {public_key(key or self.host_key)}\n"
+        return f"[{LOOPBACK}]:{self.port} {public_key(key or self.host_key)}\n"
 
     def known_hosts(self, text: str | None = None) -> Path:
         """A known_hosts file in tmp: the server's real entry unless text is given."""
@@ -91,7 +86,7 @@ def _sshd_config(home: Path, port: int, host_key: Path, authorized: Path) -> Pat
     # test's own files are the whole trust. StrictModes is off because tmp_path
     # folders are not laid out the way sshd wants for a home directory.
     text = f"""\
-ListenAddress {LOCALHOST}:{port}
+ListenAddress {LOOPBACK}:{port}
 HostKey {host_key}
 PidFile {home / "sshd.pid"}
 AuthorizedKeysFile {authorized}
@@ -188,7 +183,7 @@ class HttpsServer:
 
     def url(self, bare: Path, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{password}@" if user is not None and password is not None else ""
-        return f"https://{auth}{LOCALHOST}:{self.port}/{bare.relative_to(self.root)}"
+        return f"https://{auth}{LOOPBACK}:{self.port}/{bare.relative_to(self.root)}"
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
@@ -199,8 +194,8 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
     conf = folder / "openssl.cnf"
     conf.write_text(
         "[req]\ndistinguished_name = dn\nx509_extensions = ext\nprompt = no\n"
-        f"[dn]\nCN = {LOCALHOST}\n"
-        f"[ext]\nbasicConstraints = critical, CA:TRUE\nsubjectAltName = IP:{LOCALHOST}\n"
+        f"[dn]\nCN = {LOOPBACK}\n"
+        f"[ext]\nbasicConstraints = critical, CA:TRUE\nsubjectAltName = IP:{LOOPBACK}\n"
     )
     run(
         "openssl", "req", "-x509", "-config", str(conf), "-newkey", "ec",
@@ -319,7 +314,7 @@ def https_git(tmp_path: Path) -> Iterator[HttpsServer]:
     cert, key = make_cert(folder)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server = _GitHttpServer((LOCALHOST, 0), GitHandler)
+    server = _GitHttpServer((LOOPBACK, 0), GitHandler)
     # The handshake runs lazily in the handler thread, so a client that stalls or
     # refuses the certificate never blocks the accept loop.
     server.socket = context.wrap_socket(
@@ -336,6 +331,20 @@ def https_git(tmp_path: Path) -> Iterator[HttpsServer]:
         thread.join(timeout=10)
 
 
+@pytest.fixture
+def locked_https(https_git: HttpsServer, monkeypatch: pytest.MonkeyPatch) -> HttpsServer:
+    """The https remote answering 401 to anyone without the credential (tests set it),
+    its certificate trusted by git, in agent processes too; no host git config or proxy."""
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(https_git.cert))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("http_proxy", "https_proxy", "all_proxy", "GIT_CONFIG_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    https_git.credentials = ("nobody", "yet")
+    return https_git
+
+
 # --- a port that accepts and never answers ----------------------------------------------
 
 
@@ -343,7 +352,7 @@ def https_git(tmp_path: Path) -> Iterator[HttpsServer]:
 def mute_port() -> Iterator[int]:
     """A 127.0.0.1 port that accepts connections and never sends a byte."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind((LOCALHOST, 0))
+    listener.bind((LOOPBACK, 0))
     listener.listen(8)
     listener.settimeout(0.1)
     held: list[socket.socket] = []
@@ -365,3 +374,86 @@ def mute_port() -> Iterator[int]:
         for conn in held:
             conn.close()
         listener.close()
+
+
+# --- what the children were given: every descendant's argv, read from /proc -------------
+
+
+@dataclass
+class Child:
+    pid: int
+    argv: tuple[str, ...]
+    environ: tuple[str, ...]  # readable here: our children run as our own uid
+
+
+class Children:
+    """A thread that polls /proc for every descendant of this process and keeps its argv.
+
+    /proc/PID/cmdline is readable by every local user, so an argv is public on the
+    host; /proc/PID/environ only by the same uid and root, which is where a credential
+    may travel. Polled, not traced: a child that lives less than one sweep can be
+    missed, so a test slows its remote down (HttpsServer.delay) and checks that the
+    children it is about were seen.
+    """
+
+    def __init__(self, every: float = 0.001) -> None:
+        self.every = every
+        self.seen: dict[tuple[int, tuple[str, ...]], Child] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> Children:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def argvs(self) -> list[tuple[str, ...]]:
+        return [child.argv for child in self.seen.values()]
+
+    def _watch(self) -> None:
+        root = os.getpid()
+        while not self._stop.is_set():
+            for pid in _descendants(root):
+                self._note(pid)
+            time.sleep(self.every)
+
+    def _note(self, pid: int) -> None:
+        argv = _proc_strings(pid, "cmdline")
+        if argv and (pid, argv) not in self.seen:
+            self.seen[(pid, argv)] = Child(pid, argv, _proc_strings(pid, "environ"))
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            ppid = _parent(int(entry.name))
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses, the last ")" ends it.
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def _proc_strings(pid: int, name: str) -> tuple[str, ...]:
+    try:
+        raw = Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return ()
+    return tuple(part.decode("utf-8", "replace") for part in raw.split(b"\0") if part)

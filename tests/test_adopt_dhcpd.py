@@ -23,9 +23,11 @@ import pytest
 from agent.engine.reconcile import Node, reconcile
 from agent.servers import dhcpd
 from agent.servers.dhcpd.restart import Supervisor
-from tests.agentproc import AgentProcess, StartAgent
-from tests.conftest import ConfigRepo, NodeFactory
-from tests.netns import Lan, dhcpd_pids_using, wait_until
+from lab.agent import AgentProcess
+from lab.netns import DHCPD, Lan
+from lab.proc import dhcpd_pids_using, wait_until
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory, StartAgent
 
 HEALTH_TIMEOUT = 0.6
 CLIENT_MAC = "02:00:00:00:07:01"
@@ -33,8 +35,8 @@ DHCLIENT_SECONDS = 4.0
 
 
 def supervised(lan: Lan) -> dict[str, Any]:
-    return {"restart": "supervise", "binary": str(lan.dhcpd), "args": [lan.interface],
-            "health_timeout": HEALTH_TIMEOUT}  # fmt: skip
+    return {"restart": "supervise", "binary": str(lan.dhcpd), "validate_binary": DHCPD,
+            "args": [lan.interface], "health_timeout": HEALTH_TIMEOUT}  # fmt: skip
 
 
 def running_pid(agent: AgentProcess, lan: Lan) -> int:

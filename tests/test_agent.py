@@ -12,17 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.agentproc import (
-    EXE,
-    SECRET,
-    TOKEN,
-    AgentProcess,
-    StartAgent,
-    github_signature,
-    push_payload,
-)
-from tests.conftest import ConfigRepo
-from tests.receivers import Inbox, Receiver, free_port, hook_url
+from lab.agent import EXE, TOKEN, AgentProcess
+from lab.forge import SECRET, github_signature, push_payload
+from lab.ports import free_port
+from lab.repo import ConfigRepo
+from tests.conftest import StartAgent
+from tests.receivers import Inbox, Receiver, hook_url
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import require_netns
+from tests.conftest import require_netns
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_TIMEOUT = 240

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from agent import __version__
-from tests.conftest import ConfigRepo, NodeFactory, git
-from tests.receivers import free_port
+from lab.ports import free_port
+from lab.repo import ConfigRepo, git
+from tests.conftest import NodeFactory
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 
@@ -130,15 +131,15 @@ def test_demo_says_why_when_the_first_deploy_fails(tmp_path: Path) -> None:
     """A dhcpd that refuses everything: the demo stops with the errors, no traceback."""
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "unshare").write_text("#!/bin/sh\necho 'unshare: not permitted here' >&2\nexit 1\n")
-    (fake / "unshare").chmod(0o755)
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: not permitted here' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
     env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
     done = subprocess.run(
         [EXE, "demo", "--dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=120, env=env, check=False,
     )  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "unshare: not permitted here" in done.stdout
+    assert "bwrap: not permitted here" in done.stdout
     assert "did not deploy" in done.stdout
 
 

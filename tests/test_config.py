@@ -8,7 +8,7 @@ import pytest
 
 from agent import config
 from agent.errors import ConfigError
-from tests.conftest import toml_text
+from lab.toml import toml_text
 
 MINIMAL = {
     "node": {"name": "dhcp1", "role": "primary"},

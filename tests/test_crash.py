@@ -19,10 +19,11 @@ import pytest
 
 from agent import fault, tree
 from agent.engine.state import Attempt, Store, now
-from tests.agentproc import EXE
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.agent import EXE
+from lab.netns import NetLab, make_lan
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory, require_netns
 from tests.crashlab import POINTS, CrashLab, Point, table
-from tests.netns import NetLab, make_lan, require_netns
 
 TRIALS = int(os.environ.get("CRASH_TRIALS", "2"))
 SEED = int(os.environ.get("CRASH_SEED", str(random.randrange(1 << 32))))  # noqa: S311

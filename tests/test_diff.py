@@ -15,8 +15,9 @@ import pytest
 
 from agent import tree
 from agent.engine.reconcile import Node, reconcile
-from tests.agentproc import EXE
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.agent import EXE
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
 
 NEW_HOST = (
     "\nhost laptop-9 {\n  hardware ethernet 02:00:00:00:00:09;\n  fixed-address 192.0.2.19;\n}\n"

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from agent.engine.state import Store
-from tests.conftest import ConfigRepo, NodeFactory, git
+from lab.repo import ConfigRepo, git
+from tests.conftest import NodeFactory
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 

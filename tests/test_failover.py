@@ -2,7 +2,7 @@
 
 The real pair runs the example of repo-template/ as it is: the primary's dhcpd in
 namespace "p" (192.0.2.1), the secondary's in "s" (192.0.2.2), one veth between
-them (tests/netns.py's peer_link), each started by the test through a wrapper
+them (lab/netns.py's peer_link), each started by the test through a wrapper
 that execs it inside its namespace, and stopped by pid after the test.
 """
 
@@ -25,7 +25,8 @@ from agent.servers.base import PairState
 from agent.servers.dhcpd import failover, omapi
 from agent.servers.dhcpd.omapi import OmapiKey
 from agent.source.snapshot import WorkTree
-from tests.netns import Namespace, PeerLink, dhcpd_pids_using, dhcpd_wrapper
+from lab.netns import Namespace, PeerLink, dhcpd_wrapper
+from lab.proc import dhcpd_pids_using
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "repo-template"
 PEER = "dhcp-failover"  # repo-template/pair.toml [failover] name

@@ -19,8 +19,9 @@ import pytest
 
 from agent import tree
 from agent.engine.reconcile import Node, reconcile
-from tests.agentproc import EXE, StartAgent
-from tests.conftest import ConfigRepo, NodeFactory, git
+from lab.agent import EXE
+from lab.repo import ConfigRepo, git
+from tests.conftest import NodeFactory, StartAgent
 
 ROOT = Path(__file__).resolve().parent.parent
 

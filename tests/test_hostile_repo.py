@@ -17,7 +17,8 @@ from agent import tree
 from agent.engine import status
 from agent.engine.reconcile import Node, reconcile
 from agent.engine.state import Attempt
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
 
 # A line of the machine's own /etc/passwd: it must never reach a report.
 PASSWD_LINE = Path("/etc/passwd").read_text().splitlines()[0]

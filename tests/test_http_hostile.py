@@ -39,19 +39,12 @@ from schemathesis.core.result import Err
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from agent.review.template import template_dir
-from tests.agentproc import (
-    PUSH_EVENTS,
-    SECRET,
-    SIGNERS,
-    TOKEN,
-    AgentProcess,
-    StartAgent,
-    launch,
-    push_payload,
-    signed_headers,
-)
-from tests.conftest import ConfigRepo, toml_text
-from tests.receivers import free_port
+from lab.agent import TOKEN, AgentProcess, launch
+from lab.forge import PUSH_EVENTS, SECRET, SIGNERS, push_payload, signed_headers
+from lab.ports import free_port
+from lab.repo import ConfigRepo
+from lab.toml import toml_text
+from tests.conftest import StartAgent
 from webhook import credentials, forges
 from webhook.app import require_token
 from webhook.signatures import WebhookError

@@ -55,7 +55,12 @@ def test_bench_never_imports_tests() -> None:
     assert offenders(("bench",), "tests") == []
 
 
-@pytest.mark.parametrize("backend", ["agent.servers.dhcpd"])
+@pytest.mark.parametrize("banned", ["tests", "bench"])
+def test_the_lab_serves_tests_and_bench_and_imports_neither(banned: str) -> None:
+    assert offenders(("lab",), banned) == []
+
+
+@pytest.mark.parametrize("backend", ["agent.servers.dhcpd", "agent.servers.kea"])
 def test_only_a_backend_and_the_registry_import_it(backend: str) -> None:
     """The engine, the daemon, the review commands and webhook/ reach dhcpd through the
     seam (agent.servers.base); only its own subpackage knows its tools and files."""

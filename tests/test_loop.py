@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from agent.daemon.loop import JITTER, WATCH_EVERY, Loop
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
 
 
 def test_without_polling_the_worker_sleeps_until_the_next_dhcpd_check(

@@ -20,16 +20,8 @@ from agent.daemon import notify
 from agent.daemon.notify import Event
 from agent.engine.state import Attempt
 from agent.errors import Problem
-from tests.receivers import (
-    LOOPBACK,
-    PASSWORD,
-    USER,
-    Inbox,
-    Receiver,
-    free_port,
-    hook_url,
-    smtp_server,
-)  # fmt: skip
+from lab.ports import LOOPBACK, free_port
+from tests.receivers import PASSWORD, USER, Inbox, Receiver, hook_url, smtp_server
 
 SHA = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
 LIVE = "0f0e0d0c0b0a09080706050403020100ffeeddcc"

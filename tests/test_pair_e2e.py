@@ -1,6 +1,6 @@
 """The failover pair end to end: two agents, two real dhcpd talking failover, a client.
 
-Every dhcpd runs in its own network namespace of tests/pairlab.py, each agent
+Every dhcpd runs in its own network namespace of lab/pair.py, each agent
 names the other as its peer (rolling restart) and checks failover is back to
 normal after each restart (OMAPI, inside the server's namespace).
 """
@@ -17,9 +17,10 @@ import pytest
 
 from agent.errors import OmapiError
 from agent.servers.dhcpd import failover, omapi
-from tests.agentproc import AgentProcess
-from tests.conftest import ConfigRepo
-from tests.pairlab import Pair, PairLab, StartPair
+from lab.agent import AgentProcess
+from lab.pair import Pair, PairLab
+from lab.repo import ConfigRepo
+from tests.conftest import StartPair
 
 FAILOVER_TIMEOUT = 30.0
 LAPTOP = ("02:00:00:00:00:43", "192.0.2.43")

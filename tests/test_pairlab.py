@@ -1,4 +1,4 @@
-"""The failover pair's harness itself (tests/pairlab.py): real agents, real dhcpd, real clients.
+"""The failover pair's harness itself (lab/pair.py): real agents, real dhcpd, real clients.
 
 Two agents deploy the example pair (repo-template) into their own namespaces on
 one bridged LAN; a client namespace asks for addresses with dhclient and floods
@@ -12,9 +12,10 @@ import ipaddress
 import time
 from pathlib import Path
 
-from tests.agentproc import TOKEN
-from tests.conftest import ConfigRepo
-from tests.pairlab import PairLab, StartPair
+from lab.agent import TOKEN
+from lab.pair import PairLab
+from lab.repo import ConfigRepo
+from tests.conftest import StartPair
 
 POOL = (ipaddress.IPv4Address("192.0.2.100"), ipaddress.IPv4Address("192.0.2.199"))
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

@@ -18,7 +18,8 @@ from agent import tree
 from agent.engine import lock, status
 from agent.engine.reconcile import Node, reconcile
 from agent.errors import LockBusy
-from tests.conftest import ConfigRepo, NodeFactory
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
 
 
 @pytest.fixture(autouse=True)
@@ -359,3 +360,26 @@ def test_common_files_are_laid_under_every_pair(repo: ConfigRepo, make_node: Nod
         assert reconcile(node).result == "deployed"
     assert "domain-search" in (north.config.deploy.target / "options.conf").read_text()
     assert "south's own" in (south.config.deploy.target / "options.conf").read_text()
+
+
+def test_a_commit_the_two_servers_would_disagree_on_is_refused_by_both(
+    repo: ConfigRepo, make_node: NodeFactory
+) -> None:
+    """Invariant 10: with CI skipped, each agent renders its partner's side of the commit
+    and refuses a pair-inconsistent one before anything restarts, naming file and line."""
+    primary, secondary = make_node("dhcp1", "primary"), make_node("dhcp2", "secondary")
+    for node in (primary, secondary):
+        assert reconcile(node).result == "deployed"
+    live = {n.config.node.name: snapshot(n.config.deploy.target) for n in (primary, secondary)}
+    text = repo.read("dhcp/subnets.conf.j2")
+    repo.write("roles/secondary/subnets.conf.j2",
+               text.replace("192.0.2.100 192.0.2.199", "192.0.2.100 192.0.2.198", 1))  # fmt: skip
+    repo.commit("The secondary's pool alone shrinks (dhcpd -t accepts each side)")
+    for node in (primary, secondary):
+        attempt = reconcile(node)
+        assert attempt.result == "refused", attempt.message
+        assert attempt.step == "validate"
+        where = {(p.source, p.line) for p in attempt.problems}
+        assert any(s and s.endswith("subnets.conf.j2") and line for s, line in where), where
+        assert "make the pools identical" in attempt.message + str(attempt.problems)
+        assert snapshot(node.config.deploy.target) == live[node.config.node.name]

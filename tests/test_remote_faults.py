@@ -17,11 +17,11 @@ import pytest
 
 from agent import tree
 from agent.engine.reconcile import Node, reconcile
-from tests.agentproc import TOKEN
-from tests.conftest import ConfigRepo, NodeFactory, git
+from lab.agent import TOKEN, AgentProcess
+from lab.repo import ConfigRepo, git
+from tests.conftest import NodeFactory, StartAgent
 
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins
-    from tests.agentproc import AgentProcess, StartAgent
     from tests.remotes import HttpsServer
 
 

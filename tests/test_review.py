@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ConfigRepo, git
+from lab.repo import ConfigRepo, git
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 

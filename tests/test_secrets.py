@@ -13,6 +13,11 @@ raw and in the encodings a leak would take (base64 at any alignment, hex,
 URL-encoding, JSON escapes; the key's base64 lines): each HTTP answer with its
 headers, the agent's log, the state dir's files, the mails (decoded), the
 posted JSON, and what the CLI printed.
+
+Then a git token, in each form an operator may hand it over (in the https URL as
+GitHub and GitLab document it, or in [source] token_file), for an agent fetching
+from a real https remote that answers 401 without it: the same outputs searched,
+and the argv of every process the agent ran, read from /proc while it ran.
 """
 
 from __future__ import annotations
@@ -35,18 +40,14 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-from tests.agentproc import (
-    EXE,
-    PUSH_EVENTS,
-    AgentProcess,
-    StartAgent,
-    push_payload,
-    signed_headers,
-)
-from tests.conftest import ConfigRepo
-from tests.receivers import LOOPBACK, PASSWORD, USER, Inbox, Receiver, free_port, hook_url
+from lab.agent import EXE, TOKEN, AgentProcess
+from lab.forge import PUSH_EVENTS, push_payload, signed_headers
+from lab.ports import LOOPBACK, free_port
+from lab.repo import ConfigRepo
+from tests.conftest import StartAgent
+from tests.receivers import PASSWORD, USER, Inbox, Receiver, hook_url
 from tests.receivers import smtp_server as smtp_receiver
-from tests.remotes import SshServer, make_cert
+from tests.remotes import Children, HttpsServer, SshServer, make_cert
 
 # Distinctive, and each changed by URL-encoding and by base64 at every alignment.
 WEBHOOK_SECRET = "wh+Q7vX/2pLm9=Zr4%kT"
@@ -514,3 +515,107 @@ def test_the_key_search_finds_a_printed_key(tmp_path: Path) -> None:
     outputs = Outputs()
     outputs.add("planted", "Load key: " + key.read_text())
     assert len(outputs.leaks({"key": key_forms(key)})) >= 2
+
+
+# --- a git token: in the https URL or in token_file -------------------------------------
+
+# Changed by percent-encoding ("/", "+", "=", "%") and by base64 at every alignment.
+GIT_TOKEN = "ghp_Q7vX/2pLm9=Zr4%kT+wY"
+QUOTED = quote(GIT_TOKEN, safe="")
+
+
+@dataclass(frozen=True)
+class Form:
+    """How the operator hands over the token, and the user:password the server wants."""
+
+    userinfo: str | None  # put into the URL; None: the token is in token_file
+    wanted: tuple[str, str]
+    username: str | None = None  # [source] username, with token_file
+
+
+FORMS = {
+    "TOKEN@": Form(QUOTED, (GIT_TOKEN, "")),
+    "x-access-token:TOKEN@ (GitHub)": Form(f"x-access-token:{QUOTED}",
+                                           ("x-access-token", GIT_TOKEN)),
+    "oauth2:TOKEN@ (GitLab)": Form(f"oauth2:{QUOTED}", ("oauth2", GIT_TOKEN)),
+    "TOKEN:x-oauth-basic@": Form(f"{QUOTED}:x-oauth-basic", (GIT_TOKEN, "x-oauth-basic")),
+    "token_file": Form(None, ("x-access-token", GIT_TOKEN)),
+    "token_file, username": Form(None, ("oauth2", GIT_TOKEN), username="oauth2"),
+}  # fmt: skip
+
+
+def source_keys(form: Form, server: HttpsServer, bare: Path, folder: Path) -> dict[str, Any]:
+    """The [source] keys of this form; a token file is written mode 0600."""
+    url = server.url(bare)
+    if form.userinfo is not None:
+        return {"url": url.replace("https://", f"https://{form.userinfo}@", 1)}
+    return {
+        "url": url,
+        "token_file": str(secret_file(folder, "git-token", GIT_TOKEN)),
+        "username": form.username,
+    }
+
+
+def fetch_refused_then_mended(
+    agent: AgentProcess, repo: ConfigRepo, server: HttpsServer, wanted: tuple[str, str]
+) -> dict[str, Any]:
+    """The forge revokes the token: the attempt fails and says so; then it works again."""
+    server.credentials = ("someone", "else")
+    repo.write("dhcp/hosts.conf", repo.read("dhcp/hosts.conf") + "# token revoked\n")
+    sha = repo.commit("Pushed while the token is revoked")
+    assert agent.client.post("/sync", headers={"Authorization": f"Bearer {TOKEN}"}).is_success
+    doc = agent.wait_for(lambda d: (d["last_attempt"] or {}).get("result") == "failed", 30)
+    server.credentials = wanted
+    agent.wait_deployed(sha, timeout=30)  # the backoff's retry, no trigger
+    return dict(doc["last_attempt"])
+
+
+def run_with_token(
+    agent: AgentProcess, repo: ConfigRepo, server: HttpsServer, form: Form, outputs: Outputs
+) -> dict[str, Any]:
+    """Deploy, fail on a revoked token, deploy again; keep what the API and CLI said."""
+    agent.wait_for(lambda d: d["deployed"] is not None and d["state"] == "idle")
+    failed = fetch_refused_then_mended(agent, repo, server, form.wanted)
+    for path in ("/status", "/history?limit=100", "/metrics"):
+        outputs.add(f"GET {path}", agent.client.get(path).content)
+    cli = subprocess.run([EXE, "status", "--config", str(agent.config)], capture_output=True,
+                         text=True, timeout=60, check=False)  # fmt: skip
+    outputs.add("dhcp-gitops status", cli.stdout + cli.stderr)
+    return failed
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
+def test_no_git_token_in_any_output_or_argv(
+    tmp_path: Path,
+    repo: ConfigRepo,
+    start_agent: StartAgent,
+    locked_https: HttpsServer,
+    receiver: Receiver,
+    form: Form,
+) -> None:
+    outputs = Outputs()
+    source = source_keys(form, locked_https, repo.bare, _folder(tmp_path / "git-secrets"))
+    locked_https.credentials = form.wanted
+    with Children() as children:
+        agent = start_agent(
+            source={**source, "timeout": 10, "retry_min": 0.5, "retry_max": 1},
+            notify={"on": RESULTS, "timeout": 5, "webhook_url": hook_url(receiver)},
+        )
+        failed = run_with_token(agent, repo, locked_https, form, outputs)
+        assert agent.stop() == 0
+    outputs.add("agent log", agent.output())
+    outputs.add_tree(agent.config.parent / "state")  # state.json, history.jsonl, the mirror's
+    for i, (path, content_type, body) in enumerate(receiver.bodies):
+        outputs.add_post(i, path, content_type, body)
+    argvs = [" ".join(child.argv) for child in children.seen.values()]
+    for i, argv in enumerate(argvs):
+        outputs.add(f"argv {i}", argv)
+
+    assert outputs.leaks({"git token": forms(GIT_TOKEN)}) == []
+    # What was searched holds what matters: the refusal named, its notification, git's children.
+    assert "Authentication failed" in failed["message"], failed
+    shown = f"https://{'***@' if form.userinfo else ''}127.0.0.1:{locked_https.port}/"
+    assert shown in failed["message"], failed
+    assert any(b'"result": "failed"' in body for _, _, body in receiver.bodies)
+    assert any("remote-https" in argv for argv in argvs), argvs

@@ -27,7 +27,8 @@ from agent.engine import status
 from agent.engine.reconcile import Node, reconcile
 from agent.errors import TrustError
 from agent.source.signature import Answer, gpg_signer, ssh_signer
-from tests.conftest import GIT_ENV, ConfigRepo, NodeFactory, git
+from lab.repo import GIT_ENV, ConfigRepo, git
+from tests.conftest import NodeFactory
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 

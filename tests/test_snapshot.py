@@ -11,7 +11,7 @@ from agent.engine.render import render_pair
 from agent.errors import RenderError
 from agent.source.mirror import Mirror
 from agent.source.snapshot import CommitSnapshot, WorkTree
-from tests.conftest import ConfigRepo
+from lab.repo import ConfigRepo
 
 
 def commit_snapshot(tmp_path: Path, repo: ConfigRepo) -> CommitSnapshot:

@@ -16,8 +16,9 @@ import pytest
 from agent.config import Source
 from agent.errors import FetchError
 from agent.review.template import template_dir
-from agent.source.mirror import Mirror, redact, ssh_command
-from tests.conftest import ConfigRepo, git
+from agent.source.credentials import redact
+from agent.source.mirror import Mirror, ssh_command
+from lab.repo import ConfigRepo, git
 
 if TYPE_CHECKING:  # loaded by conftest's pytest_plugins, so pytest rewrites its asserts
     from tests.remotes import HttpsServer, SshServer
@@ -59,13 +60,14 @@ def only_file(m: Mirror, sha: str, rel: str) -> bytes:
 @pytest.mark.parametrize(
     ("text", "shown"),
     [
-        ("https://user:tok3n@host/x.git", "https://user:***@host/x.git"),
-        ("at https://u:p%40ss@10.0.0.1:8443/r failed", "at https://u:***@10.0.0.1:8443/r failed"),
+        ("https://user:tok3n@host/x.git", "https://***@host/x.git"),
+        ("at https://u:p%40ss@10.0.0.1:8443/r failed", "at https://***@10.0.0.1:8443/r failed"),
+        ("https://tok3n@host/x.git", "https://***@host/x.git"),
         ("https://host/x.git", "https://host/x.git"),
         ("ssh://git@host:2222/x.git", "ssh://git@host:2222/x.git"),
     ],
 )
-def test_redact_hides_only_the_password(text: str, shown: str) -> None:
+def test_redact_hides_the_userinfo_of_https_not_the_ssh_user(text: str, shown: str) -> None:
     assert redact(text) == shown
 
 

@@ -1,6 +1,6 @@
 """The supervised dhcpd, for real: deploy, restart, roll back, and the lease file.
 
-Every dhcpd here runs inside a network namespace of tests/netns.py (the node's
+Every dhcpd here runs inside a network namespace of lab/netns.py (the node's
 [dhcpd] binary is a wrapper that execs it there), on eth0 with 192.0.2.1/24:
 the example pair's primary, whose failover peer 192.0.2.2 never answers.
 """
@@ -20,9 +20,10 @@ import pytest
 from agent.engine.reconcile import Node, reconcile
 from agent.servers import dhcpd
 from agent.servers.dhcpd.restart import Supervisor
-from tests.agentproc import StartAgent
-from tests.conftest import ConfigRepo, NodeFactory, git
-from tests.netns import Lan, NetLab, dhcpd_pids_using, require_netns, wait_until
+from lab.netns import DHCPD, Lan, NetLab
+from lab.proc import dhcpd_pids_using, wait_until
+from lab.repo import ConfigRepo, git
+from tests.conftest import NodeFactory, StartAgent, require_netns
 
 HEALTH_TIMEOUT = 1.0  # long enough for dhcpd to reach its interfaces and die if it will
 
@@ -44,6 +45,7 @@ def node(make_node: NodeFactory, lan: Lan, tmp_path: Path) -> Iterator[Node]:
         dhcpd={
             "restart": "supervise",
             "binary": str(lan.dhcpd),
+            "validate_binary": DHCPD,
             "args": [lan.interface],
             "health_timeout": HEALTH_TIMEOUT,
         }
@@ -262,8 +264,8 @@ def test_the_agent_process_supervises_dhcpd_and_stops_it_on_sigterm(
     lan: Lan, start_agent: StartAgent
 ) -> None:
     agent = start_agent(
-        dhcpd={"restart": "supervise", "binary": str(lan.dhcpd), "args": [lan.interface],
-               "health_timeout": HEALTH_TIMEOUT},
+        dhcpd={"restart": "supervise", "binary": str(lan.dhcpd), "validate_binary": DHCPD,
+               "args": [lan.interface], "health_timeout": HEALTH_TIMEOUT},
     )  # fmt: skip
     doc = agent.wait_for(lambda d: d["deployed"] is not None and d["dhcpd"].get("running"))
     first = doc["dhcpd"]["pid"]

@@ -125,12 +125,10 @@ class Loop:
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        server = self.node.server
-        if not hand_off:
-            server.stop()
-        elif server.health().running:
-            log.warning("leaving %s pid %s running for the next agent to adopt", server.name,
-                        server.health().pid)  # fmt: skip
+        if hand_off:
+            self.node.server.release()
+        else:
+            self.node.server.stop()
 
     # --- the worker -------------------------------------------------------
 

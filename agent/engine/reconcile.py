@@ -16,7 +16,7 @@ from typing import NoReturn, Protocol
 
 from agent import fault, servers, tree
 from agent.config import AgentConfig, Result
-from agent.engine import hostfiles, lock, publish, recovery, render, stage
+from agent.engine import consistency, hostfiles, lock, publish, recovery, render, stage
 from agent.engine.releases import Releases
 from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
@@ -139,7 +139,8 @@ def _result_of(err: StepError) -> Result:
     if isinstance(err, RolledBack):
         return "rolled_back"
     # The commit's fault: refused, and not retried until a new commit comes. A bare
-    # StepError is an OSError of the machine (a full disk, say): failed, retried.
+    # StepError is an OSError of the machine (a full disk, say), a SandboxError a
+    # machine that cannot run the validator (no bwrap, no user namespaces): failed, retried.
     refused = isinstance(err, RenderError | ValidateError | PeerRefused | TrustError)
     return "refused" if refused else "failed"
 
@@ -167,6 +168,10 @@ def _deploy(
     with step("render"):
         rendered = render_commit(node, commit.sha)
         digest = tree.content_digest(rendered.files, node.preserve)
+    with step("validate"):
+        # Before the "already live" shortcut: a commit that changes only the
+        # partner's side can still break the pair, and both servers refuse it.
+        _check_pair(node, commit.sha, rendered)
     if _already_live(node, state, digest):
         attempt.result = "current"  # nothing to publish or restart
         _record_live(node, state, commit, digest, pin, moved=False)
@@ -248,6 +253,14 @@ def _check_descent(node: Node, state: State, head: str) -> None:
         f"from {base[:12]}, {what} (require_descendant): history was rewritten or moved back."
         "\nTo deploy it anyway: dhcp-gitops sync --allow-non-descendant"
     )
+
+
+def _check_pair(node: Node, sha: str, rendered: render.Rendered) -> None:
+    """Refuse a commit this node and its partner would disagree on (consistency.py)."""
+    cfg = node.config
+    snapshot = node.mirror.snapshot(sha)
+    consistency.check(node.server, snapshot, cfg.source.path, cfg.node.role, rendered,
+                      cfg.deploy.target, cfg.limits)  # fmt: skip
 
 
 def render_commit(node: Node, sha: str) -> render.Rendered:

@@ -1,31 +1,39 @@
 """Repo files in, the files of the live tree out: overlay the role, render *.j2.
 
-No I/O of its own: files come through a Snapshot (a commit or a checkout), so
-the agent, `validate` and `plan` render identically.
+Files come through a Snapshot (a commit or a checkout), so the agent, `validate`
+and `plan` render identically. The templates are rendered by one renderer per
+render (agent/engine/renderer.py), a child process under the [limits]: a template
+can exhaust its memory or CPU time, never the agent's. Its answer is read here as
+untrusted input, bounded in size; its death, a timeout or a garbled answer is a
+RenderError naming the template it was on (or the template set).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import pickle
 import re
+import select
+import signal
+import sys
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from types import TracebackType
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import jinja2
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, safe_range
-
 from agent.config import Limits
-from agent.errors import RenderError
+from agent.engine import renderer
+from agent.engine.renderer import MESSAGE_MAX, MODULE, Bounds, Templates
+from agent.errors import Problem, RenderError
 from agent.source.snapshot import RepoFile, Snapshot
 
-TEMPLATE_SUFFIX = ".j2"
+TEMPLATE_SUFFIX = renderer.TEMPLATE_SUFFIX
 BASE = "dhcp"
 COMMON = "common"  # at the repo root, laid under every pair's dhcp/
 PAIR_FILE = "pair.toml"
+STDERR_TAIL = 2048  # bytes of the renderer's stderr read back, for a message
+HEAD_MAX = 64 * 1024  # bytes of one frame's JSON line
 
 # One layer: the repo folder (relative to the pair folder) and the files below it.
 Layer = tuple[str, Sequence[RepoFile]]
@@ -83,14 +91,25 @@ def render(
     for folder, layer_files in layers:
         merged.update(_layer(layer_files, folder))
     _check_no_file_dir_clash(merged)
-    env = _Sandbox(merged, limits or Limits())
-    files: dict[str, bytes] = {}
-    for out, repo_file in sorted(merged.items()):
-        if repo_file.path.endswith(TEMPLATE_SUFFIX):
-            files[out] = _render_one(env, out, repo_file, variables)
-        else:
-            files[out] = repo_file.data
+    templates = {out: (f.path, f.data) for out, f in merged.items() if _is_template(f)}
+    # Only templates need a renderer: a tree without one starts none.
+    rendered = _ask_renderer(templates, variables, bounds(limits or Limits())) if templates else {}
+    files = {out: rendered.get(out, f.data) for out, f in sorted(merged.items())}
     return Rendered(files=files, sources={out: f.path for out, f in merged.items()})
+
+
+def _is_template(f: RepoFile) -> bool:
+    return f.path.endswith(TEMPLATE_SUFFIX)
+
+
+def bounds(limits: Limits) -> Bounds:
+    return Bounds(
+        memory=limits.render_memory,
+        cpu=limits.render_cpu,
+        file_size=limits.file_size,
+        render_size=limits.render_size,
+        template_loop=limits.template_loop,
+    )
 
 
 def variables(node_name: str, role: str, target: str, pair_toml: RepoFile | None) -> dict[str, Any]:
@@ -154,121 +173,206 @@ def _check_no_file_dir_clash(merged: Mapping[str, RepoFile]) -> None:
                 raise RenderError(f.path, f"{merged[parent].path} is a file where a folder is")
 
 
-class _Loader(jinja2.BaseLoader):
-    """Templates by output-relative name (with .j2), from the overlaid layers only."""
-
-    def __init__(self, merged: Mapping[str, RepoFile]) -> None:
-        self.by_name = {
-            out + TEMPLATE_SUFFIX: f for out, f in merged.items() if f.path.endswith(".j2")
-        }
-
-    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, None]:
-        f = self.by_name.get(template)
-        if f is None:
-            raise jinja2.TemplateNotFound(template)
-        return _text(f), f.path, None
+# --- the renderer, asked: agent/engine/renderer.py is the other end ---------------------
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox (no attribute escapes such as ''.__class__), with the sizes it
-    leaves open bounded by the limits: a reviewed template with a runaway loop or a
-    huge repeat must end in a refusal that names it, not in an agent out of memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def __init__(self, merged: Mapping[str, RepoFile], limits: Limits) -> None:
-        super().__init__(
-            loader=_Loader(merged),
-            undefined=jinja2.StrictUndefined,
-            keep_trailing_newline=True,
-            trim_blocks=True,  # a {% block %} line leaves no blank line behind
-            lstrip_blocks=True,
-            autoescape=False,  # the output is dhcpd.conf, not HTML
-        )
-        self.limits = limits
-        self.loop_left = limits.template_loop
-        self.globals.pop("lipsum")  # makes any amount of text; nothing a config needs
-        self.globals["range"] = self._range
-
-    def _range(self, *args: int) -> range:
-        items = safe_range(*args)
-        self.loop_left -= len(items)
-        if self.loop_left < 0:
-            limit = self.limits.template_loop
-            raise SecurityError(
-                f"more than {limit} range() items in one render (limits.template_loop)"
-            )
-        return items
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and _int_bits(left) * _int_or_zero(right) > 8 * self.limits.file_size:
-            raise SecurityError(f"{left} ** {right} is too large a number")
-        if operator == "*":
-            _check_repeat(left, right, self.limits.file_size)
-            _check_repeat(right, left, self.limits.file_size)
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        # str.ljust(10**10) and friends: no call needs a size beyond one file's limit.
-        # range() has a budget of its own.
-        sized = () if __obj == __self._range else (*args, *kwargs.values())
-        for arg in sized:
-            if isinstance(arg, int) and abs(arg) > __self.limits.file_size:
-                raise SecurityError(f"argument {arg} is over limits.file_size")
-        return super().call(__context, __obj, *args, **kwargs)
+def _ask_renderer(
+    templates: Templates, variables: Mapping[str, Any], bounds: Bounds
+) -> dict[str, bytes]:
+    """The templates rendered by one renderer: out path -> bytes. Raises RenderError."""
+    request = pickle.dumps((dict(templates), dict(variables)))
+    with _Memfd("request", request) as stdin, _Memfd("answer") as out, _Memfd("stderr") as err:
+        status, cpu, timed_out = _run(bounds, (stdin.fd, out.fd, err.fd))
+        answer = parse(out.read(bounds.answer_size))
+        death = Death(status, cpu, timed_out, err.tail(STDERR_TAIL))
+    return verdict(answer, death, templates, bounds)
 
 
-def _int_bits(value: Any) -> int:
-    return abs(value).bit_length() if isinstance(value, int) else 0
+@dataclass(frozen=True)
+class Death:
+    """How a renderer ended: its wait status, CPU seconds used, whether we killed it."""
+
+    status: int
+    cpu: float
+    timed_out: bool = False
+    stderr: str = ""
 
 
-def _int_or_zero(value: Any) -> int:
-    return value if isinstance(value, int) else 0
-
-
-def _check_repeat(seq: Any, times: Any, limit: int) -> None:
-    sized = isinstance(seq, str | bytes | list | tuple) and isinstance(times, int)
-    if sized and len(seq) * times > limit:
-        raise SecurityError(f"repeating {len(seq)} items {times} times is over limits.file_size")
-
-
-def _text(f: RepoFile) -> str:
+def _run(bounds: Bounds, fds: tuple[int, int, int]) -> tuple[int, float, bool]:
+    """Start a renderer on these stdin, stdout, stderr; its wait status, CPU seconds and
+    whether it was killed for taking too long."""
+    # posix_spawn, not subprocess with preexec_fn: the agent is multi-threaded, and the
+    # renderer sets its own limits. Not agent.process.run either: that captures output
+    # in pipes without bound and keeps no resource usage.
+    argv = [sys.executable, "-s", "-P", "-m", MODULE, json.dumps(asdict(bounds))]
+    actions = [(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(fds)]
+    pid = os.posix_spawn(sys.executable, argv, _environ(), file_actions=actions, setsigmask=())
+    reaped = False
     try:
-        return f.data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RenderError(f.path, "template is not UTF-8 text") from err
+        timed_out = not _exited(pid, bounds.deadline)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        _, status, usage = os.wait4(pid, 0)
+        reaped = True
+    finally:
+        if not reaped:  # interrupted (KeyboardInterrupt): leave no renderer behind
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    return status, usage.ru_utime + usage.ru_stime, timed_out
 
 
-def _render_one(env: _Sandbox, out: str, f: RepoFile, values: Mapping[str, Any]) -> bytes:
+def _environ() -> dict[str, str]:
+    """Only the import path: the renderer runs this very code, and sees nothing else of
+    the agent's environment."""
+    return {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+
+
+def _exited(pid: int, timeout: float) -> bool:
+    pidfd = os.pidfd_open(pid)
     try:
-        return _bounded_render(env, env.get_template(out + TEMPLATE_SUFFIX), values).encode()
-    except jinja2.TemplateSyntaxError as err:
-        raise RenderError(err.filename or f.path, err.message or str(err), err.lineno) from err
-    except RenderError:
-        raise
-    except Exception as err:  # any template fault becomes the repo's error
-        file, line = _template_frame(err.__traceback__, f.path)
-        raise RenderError(file, f"{type(err).__name__}: {err}", line) from err
+        poll = select.poll()
+        poll.register(pidfd, select.POLLIN)
+        return bool(poll.poll(timeout * 1000))
+    finally:
+        os.close(pidfd)
 
 
-def _bounded_render(env: _Sandbox, template: jinja2.Template, values: Mapping[str, Any]) -> str:
-    """The rendered text, refused as soon as it grows past the file size limit."""
-    chunks: list[str] = []
-    size = 0
-    for chunk in template.generate(values):
-        size += len(chunk)
-        if size > env.limits.file_size:
-            raise SecurityError(f"renders to more than limits.file_size ({env.limits.file_size})")
+class _Memfd:
+    """A file in memory for one of the renderer's standard streams: an answer written
+    there needs no reader while it is written, and RLIMIT_FSIZE bounds it."""
+
+    def __init__(self, name: str, data: bytes = b"") -> None:
+        self.fd = os.memfd_create(f"dhcp-gitops-render-{name}")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def __enter__(self) -> _Memfd:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def read(self, limit: int) -> bytes | None:
+        """The whole file, or None when it is over limit bytes."""
+        size = os.fstat(self.fd).st_size
+        return None if size > limit else _pread(self.fd, size, 0)
+
+    def tail(self, size: int) -> str:
+        end = os.fstat(self.fd).st_size
+        return _pread(self.fd, min(size, end), max(0, end - size)).decode(errors="replace")
+
+
+def _pread(fd: int, size: int, offset: int) -> bytes:
+    chunks: list[bytes] = []
+    while size > 0:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            break
         chunks.append(chunk)
-    return "".join(chunks)
+        size, offset = size - len(chunk), offset + len(chunk)
+    return b"".join(chunks)
 
 
-def _template_frame(tb: TracebackType | None, default: str) -> tuple[str, int | None]:
-    """The innermost traceback frame that is a template line (Jinja maps them)."""
-    found: tuple[str, int | None] = (default, None)
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(TEMPLATE_SUFFIX):
-            found = (filename, tb.tb_lineno)
-        tb = tb.tb_next
-    return found
+@dataclass
+class Answer:
+    files: dict[str, bytes] = field(default_factory=dict)
+    started: str | None = None  # the repo path of the template being rendered last
+    error: Problem | None = None
+    done: bool = False
+    garbled: str | None = None  # what is wrong with it, when something is
+
+
+def parse(data: bytes | None) -> Answer:
+    """The renderer's frames, read as untrusted input: a bad frame ends the answer."""
+    answer = Answer()
+    if data is None:
+        answer.garbled = "an answer over the size limit"
+        return answer
+    try:
+        for head, body in _frames(data):
+            _take(answer, head, body)
+    except (ValueError, TypeError, KeyError) as err:
+        answer.garbled = f"a garbled answer ({err})"
+    return answer
+
+
+def _frames(data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
+    at = 0
+    while at < len(data):
+        end = data.find(b"\n", at, at + HEAD_MAX)
+        if end < 0:
+            raise ValueError("a frame line cut short or too long")
+        head = json.loads(data[at:end])
+        if not isinstance(head, dict):
+            raise ValueError("a frame that is not an object")
+        size = head.get("size", 0) if "file" in head else 0
+        if not isinstance(size, int) or not 0 <= size <= len(data) - end - 1:
+            raise ValueError("a file frame cut short")
+        at = end + 1 + size
+        yield head, data[end + 1 : at]
+
+
+def _take(answer: Answer, head: dict[str, Any], body: bytes) -> None:
+    if "start" in head:
+        answer.started = _text(head["start"])
+    elif "file" in head:
+        answer.files[str(head["file"])] = body
+    elif "error" in head:
+        e = head["error"]
+        line = e["line"] if isinstance(e["line"], int) else None
+        file = _text(e["file"])
+        answer.error = Problem(file, line, _text(e["message"]), source=file)
+    elif head.get("done") is True:
+        answer.done = True
+    else:
+        raise ValueError("an unknown frame")
+
+
+def _text(value: object) -> str:
+    return str(value)[:MESSAGE_MAX]
+
+
+def verdict(answer: Answer, death: Death, templates: Templates, bounds: Bounds) -> dict[str, bytes]:
+    """The rendered files, or the RenderError that says why there are none."""
+    if answer.error is not None:  # the renderer's own refusal: the template and why
+        raise RenderError(answer.error.file, answer.error.message, answer.error.line)
+    why = _what_went_wrong(answer, death, templates, bounds)
+    if why:
+        raise RenderError(answer.started or _template_set(templates), why)
+    return answer.files
+
+
+def _what_went_wrong(
+    answer: Answer, death: Death, templates: Templates, bounds: Bounds
+) -> str | None:
+    if death.timed_out:
+        return f"no answer within {bounds.deadline:g} s; the renderer killed"
+    if death.cpu >= bounds.cpu and not answer.done:  # SIGKILL at the hard limit, say
+        return bounds.cpu_reached
+    if os.WIFSIGNALED(death.status):
+        return f"the renderer was killed by {_signal_name(os.WTERMSIG(death.status))}"
+    last = (death.stderr.strip().splitlines() or [""])[-1][:200]
+    if last == "MemoryError":  # out of memory outside a template (reading what it got)
+        return bounds.memory_reached
+    code = os.waitstatus_to_exitcode(death.status)
+    why = answer.garbled or ("" if answer.done else "no complete answer")
+    if not why and set(answer.files) != set(templates):
+        why = "an answer with other files than the templates handed over"
+    if code == 0 and not why:
+        return None
+    return f"the renderer exited with {code}" + (f", {why}" if why else "") + f": {last}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _template_set(templates: Templates) -> str:
+    paths = sorted(path for path, _ in templates.values())
+    more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+    return ", ".join(paths[:3]) + more

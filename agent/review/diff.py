@@ -1,7 +1,8 @@
 """`dhcp-gitops diff`: what a sync would change on this server, before it runs.
 
 The commit a sync would deploy (the branch head, or a rollback's pin) is
-fetched, trusted and rendered as reconcile does (agent/engine/reconcile.py),
+fetched, trusted, rendered and checked against its pair as reconcile does
+(agent/engine/reconcile.py; `dhcpd -t` is not run: that needs the stage),
 then compared with the live target, file by file, as unified diffs (plan's
 `diffs`): `a/` is the live tree, `b/` the branch. Preserved live files are
 named as kept, and host files a sync would refuse to delete are named
@@ -25,7 +26,7 @@ from agent import tree
 from agent.engine import hostfiles, lock, reconcile
 from agent.engine.reconcile import Node
 from agent.engine.state import State
-from agent.errors import RenderError, TrustError
+from agent.errors import RenderError, TrustError, ValidateError
 from agent.review.plan import diffs
 
 NO_CHANGE, CHANGES, ERROR = 0, 1, 2
@@ -57,11 +58,12 @@ def diff(node: Node, on_wait: Callable[[str], None] | None = None) -> Diff:
         result = Diff(node.config.deploy.target, commit.sha, commit.subject)
         try:
             reconcile._trust(node, state, commit.sha, history=pin is None)
-            rendered = reconcile.render_commit(node, commit.sha).files
-        except (TrustError, RenderError) as err:
+            rendered = reconcile.render_commit(node, commit.sha)
+            reconcile._check_pair(node, commit.sha, rendered)  # the pair would disagree
+        except (TrustError, RenderError, ValidateError) as err:
             result.refused = err.message
             return result
-    compare(node, state, rendered, result)
+    compare(node, state, rendered.files, result)
     return result
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.engine import render
+from agent.engine.roles import roles_of
 from agent.errors import RenderError
-from agent.review.validate import roles_of
 from agent.servers.base import Language
 from agent.source.snapshot import Snapshot
 

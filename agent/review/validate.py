@@ -9,13 +9,13 @@ then the pair checks that the server cannot make (it sees one config). Findings 
 from __future__ import annotations
 
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from agent import tree
 from agent.engine import render
+from agent.engine.roles import roles_of
 from agent.errors import Problem, RenderError, ValidateError
 from agent.servers.base import WARNING, Language, is_warning, split_file
 from agent.source.snapshot import Snapshot
@@ -39,17 +39,6 @@ class Finding:
     @property
     def message(self) -> str:
         return self.problem.message.removeprefix(WARNING)
-
-
-def roles_of(snapshot: Snapshot, pair: str) -> list[tuple[str, str]]:
-    """(role, node name) to check: the pair's two roles, or one standalone server."""
-    table = _pair_table(snapshot, pair)
-    both = ("primary", "secondary")
-    folders = [render.join_path(pair, render.role_folder(r)) for r in both]
-    has_role_folders = any(snapshot.exists(f) for f in folders)
-    if any(r in table for r in both) or has_role_folders:
-        return [(r, str(table.get(r, {}).get("name", r))) for r in both]
-    return [("standalone", "standalone")]
 
 
 def check(snapshot: Snapshot, pair: str, target: Path, language: Language) -> list[Finding]:
@@ -109,14 +98,3 @@ def _merged(findings: list[Finding]) -> list[Finding]:
         seen = merged.get(key)
         merged[key] = f if seen is None else Finding(f"{seen.role}, {f.role}", f.problem)
     return list(merged.values())
-
-
-def _pair_table(snapshot: Snapshot, pair: str) -> dict[str, dict[str, object]]:
-    files = snapshot.read(render.join_path(pair, render.PAIR_FILE))
-    if not files:
-        return {}
-    try:
-        raw = tomllib.loads(files[0].data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}  # render reports it with its line
-    return {k: v for k, v in raw.items() if isinstance(v, dict)}

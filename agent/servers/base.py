@@ -104,6 +104,10 @@ class Server(Language, Protocol):
         previous agent left running on it, instead of restarting it (an agent restart
         must not interrupt DHCP); False when there is none to adopt."""
 
+    def release(self) -> None:
+        """The agent exits to be restarted: leave a server it runs itself serving, for
+        the next agent to adopt; one that cannot be adopted is stopped, as by stop()."""
+
     def revive(self) -> str | None:
         """A supervised server that died between deploys is started again: what it
         last said; None when nothing had to be done."""

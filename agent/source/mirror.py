@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
+import os
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -14,6 +14,8 @@ import git
 
 from agent.config import Limits, Source, remote_kind
 from agent.errors import FetchError, RemoteFault
+from agent.source import credentials
+from agent.source.credentials import Credential, CredentialError, redact
 from agent.source.snapshot import CommitSnapshot
 
 log = logging.getLogger(__name__)
@@ -38,9 +40,14 @@ class Commit:
     committed_at: str  # ISO 8601
 
 
-def redact(text: str) -> str:
-    """Hide the password of URLs such as https://user:token@host/ in messages."""
-    return re.sub(r"(\w+://[^/\s:@]+):[^@/\s]+@", r"\1:***@", text)
+@dataclass(frozen=True)
+class Remote:
+    """What one git call against the remote is given: a URL without credentials, and
+    the environment that carries them (credentials.py says why)."""
+
+    url: str
+    env: dict[str, str]
+    hidden: tuple[str, ...] = ()  # the secret's forms, should git's stderr quote one
 
 
 class Mirror:
@@ -51,6 +58,8 @@ class Mirror:
         self.limits = limits or Limits()
         self.path = state_dir / "mirror.git"
         self.ref = f"refs/heads/{source.branch}"
+        self.url, self._url_credential = credentials.split(source.url)
+        self.shown_url = redact(source.url)  # the remote as every message names it
         self._repo: git.Repo | None = None
 
     @property
@@ -113,28 +122,30 @@ class Mirror:
 
     def _fetch(self) -> None:
         refspec = f"+{self.ref}:{self.ref}"
+        remote = self._remote()
         try:
             self.repo.git.fetch(
                 "--no-tags",
-                self.source.url,
+                remote.url,
                 refspec,
-                env=self._env(),
+                env=remote.env,
                 kill_after_timeout=self.source.timeout,
             )
         except git.GitCommandError as err:
-            raise self._error(err) from err
+            raise self._error(err, remote) from err
 
     def remote_head(self) -> str:
         """The branch's commit on the remote, by ls-remote: no objects are fetched.
 
         Run outside the mirror, so that a damaged mirror cannot make the remote look down.
         """
+        remote = self._remote()
         try:
             out = git.Git("/").ls_remote(
-                self.source.url, self.ref, env=self._env(), kill_after_timeout=self.source.timeout
+                remote.url, self.ref, env=remote.env, kill_after_timeout=self.source.timeout
             )
         except git.GitCommandError as err:
-            raise self._error(err) from err
+            raise self._error(err, remote) from err
         for line in str(out).splitlines():
             sha, _, ref = line.partition("\t")
             if ref == self.ref:
@@ -174,7 +185,7 @@ class Mirror:
             if err.status == 1 or not self._has_commit(ancestor):
                 return False
             raise FetchError(f"cannot tell whether {sha[:12]} descends from {ancestor[:12]}: "
-                             f"{str(err.stderr).strip()}") from err  # fmt: skip
+                             f"{_stderr(err)}") from err  # fmt: skip
         return True
 
     def _has_commit(self, sha: str) -> bool:
@@ -187,32 +198,47 @@ class Mirror:
     def snapshot(self, sha: str) -> CommitSnapshot:
         return CommitSnapshot(self.repo.commit(sha).tree, self.limits, self)
 
-    def _env(self) -> dict[str, str]:
+    def _remote(self) -> Remote:
+        """The URL and environment of one call; a token file is read again each time,
+        so a rotated token is used from the next fetch on."""
+        credential = self._credential()
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
-        if remote_kind(self.source.url) == "ssh":
+        if remote_kind(self.url) == "ssh":
             env["GIT_SSH_COMMAND"] = ssh_command(self.source)
-        return env
+        env |= credentials.git_env(self.url, credential, os.environ)
+        return Remote(self.url, env, credential.hidden() if credential else ())
 
-    def _error(self, err: git.GitCommandError) -> FetchError:
+    def _credential(self) -> Credential | None:
+        source = self.source
+        if source.token_file is None:
+            return self._url_credential
+        try:
+            username = source.username or credentials.DEFAULT_USERNAME
+            return credentials.from_file(source.token_file, username)
+        except CredentialError as err:
+            raise RemoteFault(f"fetch from {self.shown_url} failed: {err}") from err
+
+    def _error(self, err: git.GitCommandError, remote: Remote) -> FetchError:
         """git's failure as one line: its own reason, without the advice it adds."""
         stderr = _stderr(err)
         if f"couldn't find remote ref {self.ref}" in stderr:
             return RemoteFault(self._no_branch())
         if err.status is not None and not stderr:  # killed at source.timeout
             timeout = f"no answer within {self.source.timeout:g} s (timeout)"
-            return RemoteFault(f"fetch from {redact(self.source.url)} failed: {timeout}")
+            return RemoteFault(f"fetch from {self.shown_url} failed: {timeout}")
         lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() not in _GIT_ADVICE]
         detail = lines[-1] if lines else f"git exited with {err.status}"
-        return FetchError(f"fetch from {redact(self.source.url)} failed: {redact(detail)}")
+        return FetchError(f"fetch from {self.shown_url} failed: {redact(detail, remote.hidden)}")
 
     def _no_branch(self) -> str:
-        return f"branch {self.source.branch!r} does not exist on {redact(self.source.url)}"
+        return f"branch {self.source.branch!r} does not exist on {self.shown_url}"
 
 
 def _stderr(err: git.GitCommandError) -> str:
+    """git's stderr, redacted: every message built from it may be shown."""
     # GitPython wraps git's stderr as "stderr: '...'"; unwrap that quote only.
     stderr = str(err.stderr or "").strip().removeprefix("stderr: ")
-    return stderr.removeprefix("'").removesuffix("'").strip()
+    return redact(stderr.removeprefix("'").removesuffix("'").strip())
 
 
 def ssh_command(source: Source) -> str:

@@ -99,10 +99,12 @@ def _address_said(f: Failover) -> list[str]:
             f'failover peer "{f.name}" has no address: add "address <this server\'s '
             'address>;" (dhcpd.conf(5): it is the failover server identifier)'
         ]
-    if f.peer_address is not None and _same_address(f.address, f.peer_address):
+    # Two servers on one host (a lab, a test pair) differ by port: an endpoint is both.
+    same_port = port_of(f.port) == port_of(f.peer_port)
+    if f.peer_address is not None and _same_address(f.address, f.peer_address) and same_port:
         return [
-            f'failover peer "{f.name}" has address and peer address both {f.address}: '
-            "the peer address must be the other server's address"
+            f'failover peer "{f.name}" has address and peer address both {f.address} '
+            f"port {port_of(f.port)}: the peer address (or port) must be the other server's"
         ]
     return []
 
@@ -117,15 +119,18 @@ def _load_balance_said(f: Failover) -> list[str]:
 
 
 def _mclt_split_for_role(f: Failover, role: str) -> list[str]:
-    """mclt and split (or hba) belong on the primary, which must have them."""
+    """mclt and split (or hba) belong on the primary, which must have them. dhcpd
+    refuses load balance settings on the secondary, but takes an mclt there (and
+    ignores it: the secondary learns mclt from the primary), so that one warns."""
     if role == "primary":
         return _primary_needs(f)
-    found = [f"{name} {value}" for name, value in _load_settings(f) if value is not None]
-    return [
-        f'the secondary\'s failover peer "{f.name}" has {setting}: remove it '
+    said = [
+        f'the secondary\'s failover peer "{f.name}" has {name} {value}: remove it '
         "(it belongs on the primary only)"
-        for setting in found
+        for name, value in _load_settings(f)
+        if value is not None
     ]
+    return [WARNING + s if s.split(" has ", 1)[1].startswith("mclt ") else s for s in said]
 
 
 def _primary_needs(f: Failover) -> list[str]:

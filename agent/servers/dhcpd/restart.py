@@ -56,6 +56,9 @@ class Restarter(Protocol):
 
     def stop(self) -> None: ...
 
+    def release(self) -> None:
+        """The agent exits to be restarted: leave our dhcpd serving for the next one."""
+
 
 class Supervisor:
     """dhcpd in the foreground, in a session of its own, writing to the output FIFO: the
@@ -232,6 +235,10 @@ class Supervisor:
         if (self.target / self.dhcpd.config).is_file() and not self.alive():
             self._start_logged()
 
+    def release(self) -> None:
+        if self.proc is not None and self.alive():
+            log.warning("leaving dhcpd pid %d running for the next agent to adopt", self.proc.pid)
+
     def revive(self) -> str | None:
         if self.proc is None or self.alive():
             return None  # never started (no live tree yet), or running
@@ -306,6 +313,9 @@ class CommandRestart:
     def stop(self) -> None:
         """dhcpd belongs to the system, not to us."""
 
+    def release(self) -> None:
+        """dhcpd belongs to the system, not to us."""
+
 
 class NoRestart:
     """Files only: for a dhcpd restarted by other means, and for the demo."""
@@ -344,6 +354,9 @@ class NoRestart:
 
     def stop(self) -> None:
         """Nothing to stop."""
+
+    def release(self) -> None:
+        """Nothing to leave running."""
 
 
 def restarter_for(dhcpd: Dhcpd, target: Path, state_dir: Path) -> Restarter:

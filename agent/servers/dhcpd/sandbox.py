@@ -1,70 +1,105 @@
-"""Validation of a staged tree: our include check, then the real `dhcpd -t`.
+"""Validation of a staged tree: our include check, then the real `dhcpd -t` in a sandbox.
 
 dhcpd resolves absolute includes against the live tree, so checking the stage
-in place would read the live includes. dhcpd runs instead in a private mount
-namespace where the stage is bound over the target: it reads exactly the
-staged bytes at the paths they will have live. Never `-q`: it hides errors.
+in place would read the live includes. dhcpd runs instead in bubblewrap's
+sandbox (bwrap), where the stage is bound read-only at the target: it reads
+exactly the staged bytes at the paths they will have live. Nothing else of the
+host is there but the dhcpd binary with what it needs to start (its ELF
+interpreter, its shared libraries, /etc/ld.so.cache) and the node's
+`[policy] read_only` paths: an include that slips past our check (dhcpd reads
+C escapes) finds no /etc/passwd to echo into /status. No network, no devices,
+no /proc, and dhcpd is uid 65534 without capabilities in a user namespace of
+its own. Never `-q`: it hides errors.
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from agent import process
 from agent.config import Dhcpd
-from agent.errors import CommandError, Problem, ValidateError
+from agent.errors import CommandError, Problem, SandboxError, ValidateError
 from agent.servers.dhcpd.conf import inside_target, tokens
-
-# Binds $1 over $2 in the new mount namespace, enters $2 (relative includes
-# resolve against the working directory, as for the supervised dhcpd), runs the rest.
-_BIND_AND_RUN = 'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"'
+from agent.servers.sandbox import BWRAP, INSTALL, check_it_ran, no_sandbox, sandbox_argv
 
 TIMEOUT = 300.0  # seconds: 50,000 host declarations parse in well under that
 
 
-def validate(stage: Path, target: Path, dhcpd: Dhcpd, sources: Mapping[str, str]) -> None:
-    """Raise ValidateError naming file and line if the staged tree would not load."""
-    problems = outside_includes(stage, target, dhcpd.config)
+def validate(
+    stage: Path,
+    target: Path,
+    dhcpd: Dhcpd,
+    sources: Mapping[str, str],
+    read_only: Sequence[Path] = (),
+) -> None:
+    """Raise ValidateError naming file and line if the staged tree would not load;
+    SandboxError if this machine cannot run dhcpd -t in its sandbox."""
+    problems = _consented(outside_includes(stage, target, dhcpd.config), target, read_only)
     if not problems:
-        problems = run_dhcpd_t(stage, target, dhcpd)
+        problems = run_dhcpd_t(stage, target, dhcpd, read_only)
     if problems:
         for_repo = [_with_source(p, target, sources) for p in problems]
         raise ValidateError(f"refused: {len(for_repo)} problem(s) in the config", for_repo)
 
 
-def namespace_argv(stage: Path, target: Path, argv: list[str]) -> list[str]:
-    """argv run with the stage bound over the target, seen by that process alone."""
-    unshare = ["unshare", "--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        unshare.append("--map-root-user")  # CI runners: a user namespace grants the mount
-    return [
-        *unshare,
-        "--",
-        "sh",
-        "-c",
-        _BIND_AND_RUN,
-        "dhcp-gitops",
-        str(stage),
-        str(target),
-        *argv,
-    ]
+def _consented(problems: list[Problem], target: Path, read_only: Sequence[Path]) -> list[Problem]:
+    """The include check's refusals, less includes of a path the node lists in
+    [policy] read_only (or of one below a listed folder): the sandbox shows dhcpd
+    those and nothing else. Read from the refusal's words, so a check that words it
+    otherwise keeps refusing."""
+    return [p for p in problems if not _listed(_refused_include(p, target), read_only)]
 
 
-def run_dhcpd_t(stage: Path, target: Path, dhcpd: Dhcpd) -> list[Problem]:
+def _refused_include(problem: Problem, target: Path) -> str | None:
+    prefix, suffix = 'include "', f'" is outside {target}: refused'
+    message = problem.message
+    if message.startswith(prefix) and message.endswith(suffix):
+        return message[len(prefix) : -len(suffix)]
+    return None
+
+
+def _listed(path: str | None, read_only: Sequence[Path]) -> bool:
+    parts = Path(path).parts if path else ()
+    return ".." not in parts and any(parts[: len(p.parts)] == p.parts for p in read_only)
+
+
+def run_dhcpd_t(
+    stage: Path, target: Path, dhcpd: Dhcpd, read_only: Sequence[Path] = ()
+) -> list[Problem]:
+    """dhcpd -t on the stage seen at the target, in the sandbox: its problems, if any."""
     config = target / dhcpd.config
-    argv = namespace_argv(stage, target, [dhcpd.binary, "-t", "-cf", str(config)])
+    argv = sandbox_argv(
+        stage,
+        target,
+        [_binary(dhcpd.validate_binary or dhcpd.binary), "-t", "-cf", str(config)],
+        read_only,
+    )
     try:
         result = process.run(argv, timeout=TIMEOUT, check=False)
     except CommandError as err:
+        if err.returncode == process.NOT_FOUND:
+            raise no_sandbox("dhcpd -t", f"{BWRAP} not found", [INSTALL]) from err
         return [Problem(str(config), None, f"could not run dhcpd -t: {err.message}")]
     if result.returncode == 0:
         return []
+    check_it_ran(result, "dhcpd -t")
     problems = parse_errors(result.stderr + result.stdout)
     return problems or [Problem(str(config), None, _last_words(result.stderr, result.returncode))]
+
+
+# --- the sandbox -------------------------------------------------------------
+
+
+def _binary(binary: str) -> str:
+    """[dhcpd] binary as an absolute path: missing, it is this machine's fault."""
+    found = shutil.which(binary)
+    if found is None:
+        raise SandboxError(f"{binary} not found: install isc-dhcp-server or set [dhcpd] binary")
+    return str(Path(found).absolute())
 
 
 _LOCATED = re.compile(r"^(?P<file>/.*?) line (?P<line>\d+): (?P<message>.*)$")
@@ -122,7 +157,8 @@ def _unlocated(lines: list[str]) -> list[Problem]:
 
 
 def _file_in(line: str) -> str:
-    found = re.search(r"(/\S+?):", line)
+    # "Can't open hosts.conf: ..." names a relative include (resolved against /) as written.
+    found = re.match(r"Can't open (.+?): ", line.strip()) or re.search(r"(/\S+?):", line)
     return found.group(1) if found else ""
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,15 +22,16 @@ class Language:
 
     name = "dhcpd"
 
-    def __init__(self, dhcpd: Dhcpd) -> None:
+    def __init__(self, dhcpd: Dhcpd, read_only: Sequence[Path] = ()) -> None:
         self.dhcpd = dhcpd
+        self.read_only = tuple(read_only)  # [policy] read_only: shown to dhcpd -t
 
     @property
     def main(self) -> str:
         return self.dhcpd.config
 
     def validate(self, stage: Path, target: Path, sources: Mapping[str, str]) -> None:
-        sandbox.validate(stage, target, self.dhcpd, sources)
+        sandbox.validate(stage, target, self.dhcpd, sources, self.read_only)
 
     def pair_problems(self, rendered: Mapping[str, Files], target: str) -> list[Problem]:
         parsed = {role: conf.parse(files, self.main, target) for role, files in rendered.items()}
@@ -50,9 +51,14 @@ class Server(Language):
     """One dhcpd, applied to by `restart`: supervised, by a command, or not at all."""
 
     def __init__(
-        self, dhcpd: Dhcpd, target: Path, state_dir: Path, restarter: Restarter | None = None
+        self,
+        dhcpd: Dhcpd,
+        target: Path,
+        state_dir: Path,
+        restarter: Restarter | None = None,
+        read_only: Sequence[Path] = (),
     ) -> None:
-        super().__init__(dhcpd)
+        super().__init__(dhcpd, read_only)
         self.target = target
         self.restarter = restarter or restarter_for(dhcpd, target, state_dir)
 
@@ -83,6 +89,9 @@ class Server(Language):
 
     def adopt(self) -> bool:
         return self.restarter.adopt()
+
+    def release(self) -> None:
+        self.restarter.release()
 
     def revive(self) -> str | None:
         return self.restarter.revive()

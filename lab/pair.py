@@ -5,18 +5,19 @@
     s (secondary)      eth0 192.0.2.2/24     its secondary
     c (client)         eth0 198.51.100.250/24, plus a macvlan per dhclient exchange
 
-Every namespace comes from the `netlab` fixture (tests/netns.py), so teardown
+Every namespace comes from the caller's NetLab (lab/netns.py), so its teardown
 kills whatever still runs in them and deletes them, even when a test fails.
 Each server gets a dhcpd wrapper that runs dhcpd (and `dhcpd -t`) in its
 namespace and copies dhcpd's output to a file, since an agent subprocess keeps
 it only in memory.
 
-    pair_lab (fixture)     PairLab: namespaces, Servers (wrapper, dhcpd output),
-                           dhcp_client(), perfdhcp(), unplug()/plug() a server
-    start_pair (fixture)   start the agents dhcp1 (primary) and dhcp2 (secondary):
-                           a Pair (push, sync, wait_deployed)
+    build_pair_lab()   PairLab: namespaces, Servers (wrapper, dhcpd output),
+                       dhcp_client(), perfdhcp(), unplug()/plug() a server
+    Pair               the agents dhcp1 (primary) and dhcp2 (secondary) on it:
+                       push, sync, wait_deployed
 
-tests/conftest.py registers this module (pytest_plugins).
+tests/conftest.py makes the `pair_lab` and `start_pair` fixtures of these;
+bench/pair.py runs its own agents on a PairLab.
 """
 
 from __future__ import annotations
@@ -27,18 +28,13 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-
-from tests.agentproc import TOKEN, AgentProcess, StartAgent
-from tests.agentproc import _wait_until_up as wait_until_up
-from tests.netns import Namespace, NetLab, logging_dhcpd_wrapper
-from tests.receivers import LOOPBACK, free_port
+from lab import LabError
+from lab.agent import TOKEN, AgentProcess
+from lab.netns import DHCPD, Namespace, NetLab, logging_dhcpd_wrapper
 
 BRIDGE = "br0"
 LAN_IF = "eth0"  # each host's end of its cable to the bridge
@@ -93,6 +89,7 @@ class Server:
         return {
             "restart": "supervise",
             "binary": str(self.dhcpd),
+            "validate_binary": DHCPD,
             "args": [self.interface],
             "health_timeout": HEALTH_TIMEOUT,
             "omshell": self.ns.argv("omshell"),  # OMAPI reaches dhcpd in its namespace only
@@ -178,7 +175,7 @@ class PairLab:
         )
         stats = parse_perfdhcp(done.stdout)
         if not stats:
-            pytest.fail(f"perfdhcp exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+            raise LabError(f"perfdhcp exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return stats
 
     def unplug(self, server: Server) -> None:
@@ -297,24 +294,14 @@ def build_pair_lab(netlab: NetLab, tmp: Path, dhcpd: str) -> PairLab:
     return PairLab(bridge, primary, secondary, client, LAN_IF, tmp)
 
 
-def require_clients() -> None:
-    """dhclient and perfdhcp run in the client namespace; fail loudly without them."""
-    for tool, package in CLIENT_TOOLS.items():
-        if shutil.which(tool, path=SBIN_PATH) is None:
-            pytest.fail(f"{tool} is missing: scripts/setup.sh --test installs {package}")
-
-
-@pytest.fixture(name="pair_lab")
-def pair_lab_fixture(netlab: NetLab, tmp_path: Path, dhcpd_binary: str) -> Iterator[PairLab]:
-    """The pair's LAN; its dhclients are killed before netlab deletes the namespaces."""
-    require_clients()
-    tmp = tmp_path / "pairlab"
-    tmp.mkdir()
-    lab = build_pair_lab(netlab, tmp, dhcpd_binary)
-    try:
-        yield lab
-    finally:
-        lab.stop_clients()
+def clients_missing() -> list[str]:
+    """What of dhclient and perfdhcp (run in the client namespace) is missing, as
+    "tool (package)"; empty when both are there."""
+    return [
+        f"{tool} ({package})"
+        for tool, package in CLIENT_TOOLS.items()
+        if shutil.which(tool, path=SBIN_PATH) is None
+    ]
 
 
 # --- the two agents ---
@@ -362,57 +349,3 @@ def _serving(doc: dict[str, Any], sha: str | None) -> bool:
         and doc["state"] == "idle"
         and bool(doc["dhcpd"].get("running"))
     )
-
-
-StartPair = Callable[..., Pair]
-
-
-@pytest.fixture(name="start_pair")
-def start_pair_fixture(pair_lab: PairLab, start_agent: StartAgent) -> Iterator[StartPair]:
-    """start_pair(peers=False, **sections): both agents on 127.0.0.1, deployed, dhcpd running.
-
-    Keyword sections are extra agent config, merged into both agents' (a
-    "dhcpd" one over Server.dhcpd_section()). peers=True also points each
-    agent's [peer] status_url at the other's /status (rolling restarts).
-    The agents are stopped (SIGTERM, which stops their dhcpd) before the lab goes.
-    """
-    started: list[AgentProcess] = []
-
-    def start(peers: bool = False, **sections: dict[str, Any]) -> Pair:
-        ports = {server.name: free_port() for server in pair_lab.servers} if peers else {}
-        for server, other in zip(pair_lab.servers, reversed(pair_lab.servers), strict=True):
-            config = {**sections, "dhcpd": {**server.dhcpd_section(), **sections.get("dhcpd", {})}}
-            if peers:
-                config |= _peer_sections(ports[server.name], ports[other.name], sections)
-            agent = start_agent(server.name, server.role, wait=not peers, **config)
-            started.append(agent)
-            if peers:
-                _listen_at(agent, ports[server.name])
-        pair = Pair(pair_lab, *started[-2:])
-        pair.wait_deployed()
-        return pair
-
-    yield start
-    for agent in started:
-        with contextlib.suppress(httpx.HTTPError):
-            agent.stop()
-
-
-def _peer_sections(port: int, peer_port: int, sections: dict[str, Any]) -> dict[str, Any]:
-    """[http] listen on a port chosen here, [peer] status_url at the other agent's."""
-    return {
-        "http": {**sections.get("http", {}), "listen": f"{LOOPBACK}:{port}"},
-        "peer": {"status_url": f"http://{LOOPBACK}:{peer_port}/status", **sections.get("peer", {})},
-    }
-
-
-def _listen_at(agent: AgentProcess, port: int) -> None:
-    """Point agent's client at the port it listens on, then wait until it answers.
-
-    start_agent picks its agent's port itself, too late for the other agent's
-    [peer] status_url: both ports are chosen first and handed over as [http] listen.
-    """
-    agent.client.close()
-    agent.url = f"http://{LOOPBACK}:{port}"
-    agent.client = httpx.Client(base_url=agent.url, timeout=10)
-    wait_until_up(agent)

@@ -1,18 +1,18 @@
-"""Network namespaces for tests that run a real dhcpd, which may serve DHCP only in there.
+"""Network namespaces for the lab's real dhcpd, which may serve DHCP only in there.
 
-A dhcpd started by a test must never see the machine's own interfaces: it
-would answer real clients. So every dhcpd the tests start (and every
-`dhcpd -t`) runs through a wrapper script that execs it inside a namespace
-the test made, and teardown kills whatever still runs in those namespaces
-(by pid) and deletes them, failing the test if anything was left.
+A dhcpd started by a test or a benchmark must never see the machine's own
+interfaces: it would answer real clients. So every dhcpd the lab starts (and
+every `dhcpd -t`) runs through a wrapper script that execs it inside a
+namespace made here, and teardown kills whatever still runs in those
+namespaces (by pid) and deletes them, reporting anything that was left.
 
-    NetLab          the namespaces of one test; teardown() kills and deletes
+    NetLab          the namespaces of one test or run; teardown() kills and deletes
     Namespace       one `ip netns` namespace: links, addresses, who runs in it
     dhcpd_wrapper   an executable that runs dhcpd inside a given namespace
-    lan (fixture)   a server namespace with 192.0.2.1/24, a veth to a client one
+    make_lan        a server namespace with 192.0.2.1/24, a veth to a client one
+    peer_link       the example pair's two servers on one veth
 
-tests/conftest.py registers this module (pytest_plugins), so every test can ask
-for the `lan` and `netlab` fixtures by name.
+tests/conftest.py makes the `netlab`, `lan` and `peer_link` fixtures of these.
 
 Only documentation addresses (192.0.2.0/24, 198.51.100.0/24) are used, and
 no interface is ever added to or moved out of the host's namespace.
@@ -28,13 +28,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from lab.proc import cmdline
 
-PREFIX = "dgt-"  # every namespace the tests make is named dgt-<random>-<role>
+PREFIX = "dgt-"  # every namespace the lab makes is named dgt-<random>-<role>
 NETNS_DIR = Path("/run/netns")
 KILL_WAIT = 5.0  # seconds a SIGKILLed leftover gets to disappear
 
@@ -112,7 +111,7 @@ class Namespace:
 
 @dataclass
 class NetLab:
-    """The namespaces one test made; teardown() leaves none of them, nor anything in them."""
+    """The namespaces one test or run made; teardown() leaves none of them, nor anything in them."""
 
     namespaces: list[Namespace] = field(default_factory=list)
 
@@ -141,7 +140,7 @@ class NetLab:
         left: list[str] = []
         for ns in reversed(self.namespaces):
             try:
-                left += [f"{ns.name}: pid {pid} {_cmdline(pid)}" for pid in ns.pids()]
+                left += [f"{ns.name}: pid {pid} {cmdline(pid)}" for pid in ns.pids()]
                 _kill_all(ns)
                 # A namespace lives on while a process holds it: delete only an empty one.
                 _ip("netns", "delete", ns.name)
@@ -167,19 +166,6 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def _cmdline(pid: int) -> str:
-    return " ".join(_argv(pid)) or "(gone)"
-
-
-def _argv(pid: int) -> list[str]:
-    """The process's arguments; none once it is gone (ESRCH while it exits)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
-
-
 def dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str) -> Path:
     """An executable that runs dhcpd with its arguments inside ns, for [dhcpd] binary.
 
@@ -188,7 +174,7 @@ def dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str) -> Path:
     """
     path.write_text(
         "#!/bin/sh\n"
-        "# dhcpd for a test: it may serve DHCP only inside this namespace.\n"
+        "# dhcpd of the lab: it may serve DHCP only inside this namespace.\n"
         f'exec {shlex.join(ns.argv(dhcpd))} "$@"\n'
     )
     path.chmod(0o755)
@@ -205,33 +191,11 @@ def logging_dhcpd_wrapper(path: Path, ns: Namespace, dhcpd: str, log: Path) -> P
     """
     path.write_text(
         "#!/bin/bash\n"
-        "# dhcpd for a test: it may serve DHCP only inside this namespace.\n"
+        "# dhcpd of the lab: it may serve DHCP only inside this namespace.\n"
         f'exec {shlex.join(ns.argv(dhcpd))} "$@" 2> >(exec tee -a {shlex.quote(str(log))} >&2)\n'
     )
     path.chmod(0o755)
     return path
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Poll condition (bounded) until it holds; False if it never did in time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def dhcpd_pids_using(marker: str) -> list[int]:
-    """dhcpd processes in any namespace whose command line mentions marker (a tmp path)."""
-    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    return [pid for pid in pids if _is_dhcpd_using(pid, marker)]
-
-
-def _is_dhcpd_using(pid: int, marker: str) -> bool:
-    """The program is dhcpd (not an agent whose tmp path has a test name with "dhcpd")."""
-    argv = _argv(pid)
-    return bool(argv) and Path(argv[0]).name == "dhcpd" and any(marker in a for a in argv)
 
 
 @dataclass(frozen=True)
@@ -246,27 +210,23 @@ class Lan:
     dhcpd: Path  # the wrapper: use it as [dhcpd] binary
 
 
-def require_netns() -> None:
-    """Namespaces need root (CAP_SYS_ADMIN) and iproute2; fail loudly without them."""
+def find_dhcpd() -> str | None:
+    """The real dhcpd (Debian's isc-dhcp-server): on PATH, else in the sbin folders."""
+    return shutil.which("dhcpd") or shutil.which("dhcpd", path="/usr/sbin:/sbin:/usr/bin")
+
+
+# What agents whose [dhcpd] binary is a wrapper (dhcpd_wrapper) validate with: the
+# wrapper's `ip netns exec` cannot run in the sandbox of `dhcpd -t`.
+DHCPD = find_dhcpd() or "/usr/sbin/dhcpd"
+
+
+def netns_missing() -> str | None:
+    """Why namespaces cannot be made here (they need root and iproute2); None if they can."""
     if os.geteuid() != 0:
-        pytest.fail("network namespace tests need root (scripts/test.sh runs them as root)")
+        return "network namespaces need root (CAP_SYS_ADMIN)"
     if shutil.which("ip") is None:
-        pytest.fail("iproute2 is missing: scripts/test.sh installs it")
-
-
-@pytest.fixture(name="netlab")
-def netlab_fixture() -> Iterator[NetLab]:
-    """A NetLab whose namespaces are gone after the test, passed or failed."""
-    require_netns()
-    lab = NetLab()
-    try:
-        yield lab
-    finally:
-        left = lab.teardown()
-        if left:
-            pytest.fail(
-                "processes were still running in the test's namespaces:\n" + "\n".join(left)
-            )
+        return "iproute2 is missing (no ip on PATH)"
+    return None
 
 
 def make_lan(netlab: NetLab, folder: Path, dhcpd: str) -> Lan:
@@ -278,12 +238,6 @@ def make_lan(netlab: NetLab, folder: Path, dhcpd: str) -> Lan:
     server.add_address("eth0", SERVER_CIDR)
     wrapper = dhcpd_wrapper(folder / "dhcpd-in-netns", server, dhcpd)
     return Lan(server, client, "eth0", "eth0", SERVER_ADDRESS, wrapper)
-
-
-@pytest.fixture(name="lan")
-def lan_fixture(netlab: NetLab, tmp_path: Path, dhcpd_binary: str) -> Lan:
-    """make_lan for one test; its namespaces are gone after it."""
-    return make_lan(netlab, tmp_path, dhcpd_binary)
 
 
 # --- the example pair's two servers on one cable ---------------------------------
@@ -317,9 +271,3 @@ def peer_link(netlab: NetLab) -> PeerLink:
     primary.add_address("eth0", SERVER_CIDR)
     secondary.add_address("eth0", f"{PEER_ADDRESS}/24")
     return PeerLink(primary, secondary, "eth0")
-
-
-@pytest.fixture(name="peer_link")
-def peer_link_fixture(netlab: NetLab) -> PeerLink:
-    """The primary's and the secondary's namespaces, on one veth; gone after the test."""
-    return peer_link(netlab)
