@@ -9,8 +9,6 @@ import logging
 import os
 import shutil
 import sys
-import tomllib
-import typing
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,17 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import git
 from pydantic import ValidationError
 
-from agent import __version__, config, logs, servers
-from agent.engine import lock, reconcile, render, stage, status
+from agent import __version__, config, logs
+from agent.engine import lock, reconcile, stage, status
 from agent.engine.document import AgentStatus, Status, why
 from agent.engine.state import Attempt
 from agent.errors import ConfigError, DhcpGitopsError, UsageError
-from agent.review import plan, template, validate
-from agent.review.output import FORMATS
-from agent.source.snapshot import CommitSnapshot, Snapshot, WorkTree
+from agent.review import commands
 from agent.status_text import SUCCESS, attention
 from agent.status_text import print_status as print_status  # the demo and tests print with it
 
@@ -65,7 +60,7 @@ RIGHTS = ": run dhcp-gitops as root, or as a user that may write [deploy] state_
 def _parser(extend: Extend | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dhcp-gitops",
-        description="Keep ISC dhcpd servers in step with a git repository.",
+        description="Keep ISC dhcpd and Kea servers in step with a git repository.",
     )
     parser.add_argument("--version", action="version", version=f"dhcp-gitops {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -79,7 +74,21 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
         help="deploy the head even if it does not descend from the deployed commit "
         "(overrides [source] require_descendant once; signatures are still checked)",
     )
+    sync.add_argument(
+        "--replace-host-files",
+        action="store_true",
+        help="let the repo's tree replace live files it does not cover and preserve does "
+        'not name (once, as [deploy] host_files = "replace"; they stay in the rollback tree)',
+    )
     sync.set_defaults(run=_sync)
+
+    changes = command(sub, "diff", "what a sync would change: the live target against the branch")
+    changes.description = (
+        "Fetch, trust and render the commit a sync would deploy, and print its unified diff "
+        "against the live target (a/ live, b/ the branch); preserved files and host files "
+        "are named. Exit 0 no change, 1 changes, 2 error."
+    )
+    changes.set_defaults(run=_diff)
 
     show = command(sub, "status", "show what is live, what was tried last, drift, and the pair")
     show.add_argument("--json", action="store_true", help="print the status document as JSON")
@@ -92,83 +101,7 @@ def _parser(extend: Extend | None) -> argparse.ArgumentParser:
     back.add_argument("--no-wait", action="store_true", help="fail if a reconcile is running")
     back.set_defaults(run=_rollback)
 
-    val = sub.add_parser(
-        "validate",
-        help="check a pair folder as every server would, before it is merged",
-        description=check_help(),
-    )
-    val.add_argument("dir", nargs="?", type=Path, default=Path(), help="the config repo")
-    _review_options(val)
-    val.add_argument(
-        "--format",
-        choices=sorted(FORMATS),
-        default="text",
-        help="text (file:line: message), github annotations, gitlab code quality JSON",
-    )
-    val.add_argument("--dhcpd", default="/usr/sbin/dhcpd", help="the dhcpd to run -t with")
-    val.add_argument(
-        "--read-only",
-        action="append",
-        type=Path,
-        default=[],
-        metavar="PATH",
-        help="a file beyond the target the servers' dhcpd reads, as their [policy] read_only "
-        "(repeatable)",
-    )
-    val.add_argument(
-        "--allow",
-        action="append",
-        choices=policy_grants(),
-        default=[],
-        metavar="STATEMENT",
-        help="a statement beyond DHCP the servers consent to, as their [policy] allow "
-        f"(repeatable; one of {', '.join(policy_grants())})",
-    )
-    val.set_defaults(run=_validate)
-
-    diff = sub.add_parser("plan", help="what each server gets between two revisions (Markdown)")
-    diff.add_argument("base", help="the revision merged into (e.g. origin/main)")
-    diff.add_argument("head", help="the revision to merge (e.g. HEAD)")
-    diff.add_argument("dir", nargs="?", type=Path, default=Path(), help="the config repo")
-    _review_options(diff)
-    diff.set_defaults(run=_plan)
-
-    new = sub.add_parser("init", help="a new config repo from the example pair")
-    new.add_argument("dir", type=Path, help="the folder to make (empty or absent)")
-    new.add_argument("--server", choices=servers.BACKENDS, default="dhcpd",
-                     help="the pair's DHCP server software (default dhcpd)")  # fmt: skip
-    new.set_defaults(run=_init)
-
-    adopt = sub.add_parser(
-        "import",
-        help="a config repo from copies of the servers' /etc/dhcp, proved to render back",
-        description="Make a config repo from a copy of a server's /etc/dhcp (and of its "
-        "partner's), then render it back and compare. Exit 0 equivalent, 1 differences "
-        "(the repo is kept), 2 usage.",
-    )
-    arg = adopt.add_argument
-    arg("--from", dest="source", type=Path, required=True, metavar="DIR",
-        help="a copy of one server's /etc/dhcp")  # fmt: skip
-    arg("--role", choices=("primary", "secondary"), required=True, help="that server's role")
-    arg("--peer-from", type=Path, metavar="DIR2", help="a copy of the other server's /etc/dhcp")
-    arg("--names", metavar="NAME1,NAME2",
-        help="the agents' node names, primary first (default primary,secondary)")  # fmt: skip
-    arg("--target", type=Path, default=Path("/etc/dhcp"),
-        help="the live folder the copies come from (default /etc/dhcp)")  # fmt: skip
-    arg("--config-file", default="dhcpd.conf", help="the main config (default dhcpd.conf)")
-    arg("--dhcpd", default="/usr/sbin/dhcpd", help="the dhcpd to run -t with")
-    arg("dir", type=Path, help="the config repo to make (empty or absent)")
-    adopt.set_defaults(run=_import)
-
-    demo = sub.add_parser("demo", help="deploy the example pair into a local folder and show it")
-    demo.add_argument("--dir", type=Path, default=Path("demo"), help="where (default ./demo)")
-    demo.add_argument(
-        "--serve", action="store_true", help="then run both agents on loopback until Ctrl-C"
-    )
-    demo.add_argument(
-        "--port", type=int, default=8647, help="the primary's port; the secondary's is next"
-    )
-    demo.set_defaults(run=_demo)
+    commands.add(sub)
     if extend:
         extend(sub)
     return parser
@@ -233,6 +166,9 @@ def _nearest(path: Path) -> Path:
 
 def _sync(args: argparse.Namespace) -> int:
     node = _node(args, deploying=True)
+    if args.replace_host_files:
+        deploy = node.config.deploy.model_copy(update={"host_files": "replace"})
+        node.config = node.config.model_copy(update={"deploy": deploy})
     attempt = reconcile.reconcile(
         node,
         wait=not args.no_wait,
@@ -254,6 +190,19 @@ def _previous_sha(node: reconcile.Node) -> str:
     if previous is None:
         raise DhcpGitopsError("no previous deploy to roll back to; name one with --to SHA")
     return previous.sha
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from agent.review import diff  # `plan` names its parser so in _parser
+
+    node = _node(args, deploying=False)
+    try:
+        result = diff.diff(node, on_wait=_say_waiting)
+    except DhcpGitopsError as err:  # exit 1 means "changes" here
+        log.debug("error", exc_info=True)
+        print(f"dhcp-gitops: diff: {err.message}", file=sys.stderr)
+        return diff.ERROR
+    return diff.print_diff(result, node.config.source.branch, sys.stdout, sys.stderr)
 
 
 def _say_waiting(holder: str) -> None:
@@ -300,97 +249,6 @@ def _status_document(args: argparse.Namespace) -> tuple[Any, Status]:
         raise DhcpGitopsError(f"{args.url} answers garbage: {why(err)}") from err
 
 
-def policy_grants() -> list[str]:
-    return list(typing.get_args(config.PolicyGrant))
-
-
-def check_help() -> str:
-    return ("Render every role of the pair folder exactly as its agent would, run dhcpd -t "
-            "on each in its sandbox (only the rendered files visible, at their live paths), "
-            "and check what dhcpd cannot: that the two "
-            "sides agree. Exit 0 clean (warnings allowed), 1 problems.")  # fmt: skip
-
-
-def _review_options(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument("--path", default="", help="the pair folder in the repo (source.path)")
-    cmd.add_argument("--target", type=Path, default=None,
-                     help="the deploy.target (default /etc/dhcp, Kea /etc/kea)")  # fmt: skip
-    cmd.add_argument("--config-file", default=None,
-                     help="the servers' main config (dhcpd.conf, Kea kea-dhcp4.conf)")  # fmt: skip
-
-
-def _validate(args: argparse.Namespace) -> int:
-    snapshot = WorkTree(args.dir.resolve())
-    kind = server_of(snapshot, args.path)
-    binary = args.dhcpd if kind == "dhcpd" else None
-    language = servers.language(kind, args.config_file, binary, args.read_only, args.allow)
-    findings = validate.check(snapshot, args.path, _target(args, kind), language)
-    sys.stdout.write(FORMATS[args.format](findings))
-    sys.stdout.flush()  # the summary on stderr comes after the findings
-    errors = sum(f.severity == "error" for f in findings)
-    if args.format != "text" or findings:
-        print(f"{errors} error(s), {len(findings) - errors} warning(s)", file=sys.stderr)
-    return 1 if errors else 0
-
-
-def _plan(args: argparse.Namespace) -> int:
-    try:
-        repo = git.Repo(args.dir, search_parent_directories=True)
-        before, after = (CommitSnapshot(repo.commit(rev).tree) for rev in (args.base, args.head))
-        shas = [repo.commit(rev).hexsha for rev in (args.base, args.head)]
-    except (git.GitError, git.BadName, ValueError) as err:
-        raise UsageError(f"plan: {err}") from err
-    kind = server_of(after, args.path)
-    language = servers.language(kind, args.config_file)
-    result = plan.plan(before, after, args.path, _target(args, kind), language, *shas)
-    sys.stdout.write(plan.markdown(result))
-    return 1 if result.changed else 0
-
-
-def server_of(snapshot: Snapshot, pair: str) -> str:
-    """pair.toml's `server` ("dhcpd" when absent or unreadable: render reports that)."""
-    files = snapshot.read(render.join_path(pair, render.PAIR_FILE))
-    try:
-        raw = tomllib.loads(files[0].data.decode("utf-8")) if files else {}
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
-        raw = {}
-    kind = raw.get("server", "dhcpd")
-    return kind if isinstance(kind, str) else "dhcpd"
-
-
-def _target(args: argparse.Namespace, kind: str) -> Path:
-    default = config.KEA_TARGET if kind == "kea" else config.Deploy().target
-    return args.target if args.target is not None else default
-
-
-def _init(args: argparse.Namespace) -> int:
-    sha = template.init(args.dir, args.server)
-    if args.server == "kea":
-        print(f"made {args.dir}, a config repo for one Kea HA pair (commit {sha[:12]}); "
-              "see docs/kea.md")  # fmt: skip
-        return 0
-    print(f"""made {args.dir}, a config repo for one failover pair (commit {sha[:12]}).
-next:
-  1. edit pair.toml (peer name, addresses) and dhcp/ (subnets, hosts)
-  2. dhcp-gitops validate {args.dir}
-  3. push it to your forge; point each server's agent.toml [source] url at it
-  4. keep the CI definition of your forge (.github/workflows, .gitlab-ci.yml or
-     .forgejo/workflows) and delete the others: every pull request is then
-     validated and planned""")
-    return 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    from agent.review import adopt  # `import` is a keyword, hence the module's name
-
-    options = adopt.Options(
-        source=args.source, role=args.role, peer_source=args.peer_from, repo=args.dir,
-        target=args.target, main=args.config_file, names=adopt.parse_names(args.names),
-        dhcpd=args.dhcpd,
-    )  # fmt: skip
-    return adopt.run(options, sys.stdout)
-
-
 def fetch_status(url: str) -> Any:
     """GET /status of a running agent (the path is added when the URL has none)."""
     parts = urllib.parse.urlsplit(url)
@@ -409,12 +267,6 @@ def fetch_status(url: str) -> Any:
     except (OSError, ValueError) as err:
         raise DhcpGitopsError(f"{url}: {logs.one_line(err)}") from err
     return doc
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from agent.review import demo  # only the demo needs the template and git set-up code
-
-    return demo.run(args.dir, sys.stdout, serve=args.serve, port=args.port)
 
 
 # --- human output -----------------------------------------------------------

@@ -14,6 +14,8 @@
         ├── TrustError              the commit is unsigned, signed by an unknown key, or does
         │                           not descend from the deployed one ([source] verify)
         ├── RenderError             the repo content (names the repo file)
+        │   └── HostFilesError      the target holds files the repo does not cover, which
+        │                           the deploy would delete ([deploy] host_files)
         ├── ValidateError           dhcpd -t or our checks refused: .problems
         │   └── PolicyError         a statement this node's [policy] allow does not
         │                           name (execute(), a file dhcpd would write)
@@ -114,6 +116,13 @@ class RenderError(StepError):
     def __init__(self, file: str, message: str, line: int | None = None) -> None:
         problem = Problem(file=file, line=line, message=message, source=file)
         super().__init__(str(problem), [problem])
+
+
+class HostFilesError(RenderError):
+    """The new tree would drop live files neither the repo nor preserve covers."""
+
+    def __init__(self, message: str) -> None:
+        StepError.__init__(self, message)
 
 
 class ValidateError(StepError):

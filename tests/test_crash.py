@@ -20,10 +20,9 @@ import pytest
 from agent import fault, tree
 from agent.engine.state import Attempt, Store, now
 from lab.agent import EXE
-from lab.netns import DHCPD, Lan, NetLab, make_lan
-from lab.proc import dhcpd_pids_using, wait_until
+from lab.netns import NetLab, make_lan
 from lab.repo import ConfigRepo
-from tests.conftest import NodeFactory, StartAgent, require_netns
+from tests.conftest import NodeFactory, require_netns
 from tests.crashlab import POINTS, CrashLab, Point, table
 
 TRIALS = int(os.environ.get("CRASH_TRIALS", "2"))
@@ -94,33 +93,6 @@ def test_an_agent_killed_at_a_fault_point_recovers(crashlab: CrashLab, point: Po
     print(f"\nseed {SEED}\n{table(results)}")
     failures = [f"{r.spec}: {f}" for r in results for f in r.failures]
     assert not failures, f"CRASH_SEED={SEED}\n" + "\n".join(failures)
-
-
-def test_a_killed_agents_dhcpd_is_stopped_before_the_next_agent_starts_its_own(
-    lan: Lan, start_agent: StartAgent, tmp_path: Path
-) -> None:
-    """dhcpd runs in a session of its own and outlives a SIGKILLed agent; the next agent
-    stops it (it would keep a second dhcpd from starting) and supervises a new one."""
-    dhcpd = {"restart": "supervise", "binary": str(lan.dhcpd), "validate_binary": DHCPD,
-             "args": [lan.interface], "health_timeout": 0.6}  # fmt: skip
-    first = start_agent(dhcpd=dhcpd)
-    doc = first.wait_for(lambda d: d["deployed"] is not None and d["dhcpd"].get("running"))
-    orphan = doc["dhcpd"]["pid"]
-    os.kill(first.proc.pid, signal.SIGKILL)
-    first.proc.wait(10)
-    assert lan.server.holds(orphan), "dhcpd died with its agent: nothing left to test"
-
-    second = start_agent(dhcpd=dhcpd)
-    doc = second.wait_for(lambda d: d["dhcpd"].get("running") and d["dhcpd"]["pid"] != orphan)
-
-    pid = doc["dhcpd"]["pid"]
-    # "running" comes with the spawn; the wrapper's `ip netns exec` enters the
-    # namespace and execs dhcpd a moment later, under the same pid.
-    assert wait_until(lambda: lan.server.holds(pid) and dhcpd_pids_using(str(tmp_path)) == [pid])
-    assert f"stopping dhcpd pid {orphan}, left running by an agent that was killed" in (
-        second.output()
-    )
-    assert doc["dhcpd"]["unexpected_restarts"] == 0  # the new dhcpd was not refused
 
 
 def test_a_first_deploy_killed_after_the_exchange_puts_back_the_tree_from_before(

@@ -169,7 +169,8 @@ def test_preserved_files_survive_a_deploy(repo: ConfigRepo, make_node: NodeFacto
 def test_files_not_in_the_repo_or_preserve_are_removed(
     repo: ConfigRepo, make_node: NodeFactory
 ) -> None:
-    node = make_node()
+    """Once the operator lets the repo's tree replace them (tests/test_host_files.py)."""
+    node = make_node(deploy={"host_files": "replace"})
     tree.write(node.config.deploy.target, {"stray.conf": b"old\n"})
     reconcile(node)
     assert not (node.config.deploy.target / "stray.conf").exists()

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import resource
 import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -30,8 +32,14 @@ from webhook.metrics import Metrics
 log = logging.getLogger("agent.server")
 
 
+# The agent's restart (the unit's RestartKillSignal): exit, leaving a supervised dhcpd
+# running for the next agent to adopt. SIGTERM and SIGINT stop it too.
+HAND_OFF = signal.SIGUSR2
+
+
 def serve(config_file: Path) -> int:
-    """Run until SIGTERM or SIGINT; then let the running reconcile finish and stop dhcpd."""
+    """Run until SIGTERM, SIGINT or HAND_OFF; then let the running reconcile finish, and
+    stop dhcpd unless handing it over."""
     cfg = config.load(config_file)
     # A service logs what it does: INFO at least (-v: debug), in the configured format.
     logs.configure(cfg.log.format, min(logging.getLogger().level, logging.INFO))
@@ -54,13 +62,24 @@ def serve(config_file: Path) -> int:
     try:
         server.run()  # uvicorn handles SIGTERM/SIGINT: it returns once it has shut down
     finally:
-        loop.stop()
+        loop.stop(hand_off=_may_hand_off(server))
     return 0
+
+
+def _may_hand_off(server: _Server) -> bool:
+    """As pid 1 (a container) nothing outlives us: dhcpd is stopped, not killed with us."""
+    if server.hand_off and os.getpid() == 1:
+        log.warning("pid 1: dhcpd cannot outlive this container; stopping it")
+        return False
+    return server.hand_off
 
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM after its shutdown, which would kill the process before
     the loop and a supervised dhcpd are stopped: here a signal only ends serving."""
+
+    hand_off = False  # HAND_OFF came, and no SIGTERM or SIGINT (a stop wins)
+    _stop_asked = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().set_exception_handler(_loop_error)
@@ -68,13 +87,18 @@ class _Server(uvicorn.Server):
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        signals = (signal.SIGINT, signal.SIGTERM)
+        signals = (signal.SIGINT, signal.SIGTERM, HAND_OFF)
         previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
         try:
             yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._stop_asked = self._stop_asked or sig != HAND_OFF
+        self.hand_off = not self._stop_asked
+        super().handle_exit(sig, frame)
 
 
 def read_secrets(cfg: AgentConfig) -> Secrets:

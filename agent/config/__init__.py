@@ -89,6 +89,8 @@ class Deploy(_Section):
     state_dir: Path = Path("/var/lib/dhcp-gitops")
     preserve: Strings = ()
     keep_releases: Annotated[int, Field(ge=0)] = 5
+    # Live files neither the repo nor preserve covers: agent/engine/hostfiles.py
+    host_files: Literal["refuse", "replace"] = "refuse"
 
     @field_validator("preserve")
     @classmethod

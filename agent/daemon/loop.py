@@ -25,7 +25,7 @@ from agent.daemon.peer import PeerClient
 from agent.engine import lock, recovery, status
 from agent.engine.reconcile import Node, reconcile
 from agent.engine.state import Attempt, now
-from agent.errors import StepError
+from agent.errors import DhcpGitopsError, StepError
 
 log = logging.getLogger(__name__)
 
@@ -119,20 +119,26 @@ class Loop:
 
     def start(self) -> None:
         self._recover()
-        self.node.server.start()
+        self._run_server()
         self.trigger("start-up")
         self._thread.start()
         if self.peer.configured:
             threading.Thread(target=self._watch_peer, name="peer", daemon=True).start()
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Let the running reconcile finish its steps, then stop a supervised dhcpd."""
+    def stop(self, timeout: float = 60.0, hand_off: bool = False) -> None:
+        """Let the running reconcile finish its steps, then stop a supervised dhcpd.
+
+        hand_off: leave it running for the next agent to adopt (an agent restart).
+        """
         with self._wake:
             self._stopped.set()
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        self.node.server.stop()
+        if hand_off:
+            self.node.server.release()
+        else:
+            self.node.server.stop()
 
     # --- the worker -------------------------------------------------------
 
@@ -311,6 +317,23 @@ class Loop:
                 recovery.recover(self.node)
         except Exception as err:  # noqa: BLE001 - the first reconcile tries again, and says
             log.error("recovery at start-up: %s", logs.one_line(err))
+
+    def _run_server(self) -> None:
+        """A supervised server a previous agent left running on the recorded tree is
+        adopted, not restarted: an agent restart, or a crash loop, never interrupts DHCP
+        (docs/design.md, invariant 8). After recovery: a deploy it undid restarted the
+        server already, and a tree it left unrecorded is not the recorded one."""
+        server = self.node.server
+        if not (self._live_is_recorded() and server.adopt()):
+            server.start()
+
+    def _live_is_recorded(self) -> bool:
+        try:
+            state = self.node.store.load()
+        except DhcpGitopsError as err:  # the first reconcile says so too
+            log.error("%s", err.message)
+            return False
+        return bool(status.live(self.node, state)["drift"] == "none")
 
     def _watch_dhcpd(self) -> None:
         try:

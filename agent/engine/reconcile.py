@@ -17,7 +17,7 @@ from typing import NoReturn, Protocol
 
 from agent import fault, logs, servers, tree
 from agent.config import AgentConfig, Result
-from agent.engine import consistency, lock, publish, recovery, render, stage
+from agent.engine import consistency, hostfiles, lock, publish, recovery, render, stage
 from agent.engine.releases import Releases
 from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
@@ -271,6 +271,7 @@ def _deploy(
         return
     try:
         with step("render"):
+            hostfiles.check(node, state, rendered.files)  # never delete the host's own files
             stage.build(ws, rendered.files, node.preserve)
             publish.ensure_target(ws.target)
         with step("validate"):

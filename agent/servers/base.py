@@ -102,6 +102,15 @@ class Server(Language, Protocol):
     def start(self) -> None:
         """At agent start: run the live tree if the agent runs the server itself."""
 
+    def adopt(self) -> bool:
+        """At agent start, when the live tree is the recorded one: watch the server a
+        previous agent left running on it, instead of restarting it (an agent restart
+        must not interrupt DHCP); False when there is none to adopt."""
+
+    def release(self) -> None:
+        """The agent exits to be restarted: leave a server it runs itself serving, for
+        the next agent to adopt; one that cannot be adopted is stopped, as by stop()."""
+
     def revive(self) -> str | None:
         """A supervised server that died between deploys is started again: what it
         last said; None when nothing had to be done."""

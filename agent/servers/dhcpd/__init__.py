@@ -9,6 +9,8 @@ restarts, the lease file and OMAPI.
     ├── pair.py       the rules a failover pair keeps, which `dhcpd -t` cannot see
     ├── dangers.py    changes that pass every check but hurt a running pair (plan)
     ├── restart.py    supervise, command or none; health
+    ├── orphan.py     a dhcpd a previous agent left running: found, adopted or stopped
+    ├── output.py     dhcpd's output: a FIFO that outlives the agent, read into its log
     ├── leases.py     the lease file kept across a failed restart
     ├── failover.py   failover state as dhcpd records it in the lease file
     ├── omapi.py      failover state now, over OMAPI (omshell)

@@ -3,17 +3,12 @@ all, then checked that it came back."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
-import select
 import signal
 import subprocess
-import threading
 import time
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -21,13 +16,13 @@ from agent import fault, process
 from agent.config import Dhcpd
 from agent.errors import CommandError, RestartError
 from agent.servers.base import Health
+from agent.servers.dhcpd import orphan
 from agent.servers.dhcpd.leases import LeaseSnapshot
+from agent.servers.dhcpd.orphan import STOP_GRACE, Adopted, Running
+from agent.servers.dhcpd.output import Output
 from agent.servers.dhcpd.sandbox import meaningful
 
 log = logging.getLogger(__name__)
-
-STOP_GRACE = 10.0  # seconds dhcpd gets to exit on SIGTERM before SIGKILL
-OUTPUT_LINES = 200
 
 
 class Restarter(Protocol):
@@ -49,6 +44,10 @@ class Restarter(Protocol):
     def run_live(self) -> None:
         """At agent start: dhcpd runs the live tree, if the agent runs dhcpd itself."""
 
+    def adopt(self) -> bool:
+        """At agent start, the live tree the recorded one: watch the dhcpd a previous
+        agent left running on it instead of restarting it; False if there is none."""
+
     def revive(self) -> str | None:
         """A dhcpd of ours that died between deploys starts again: what it last said;
         None when nothing had to be done."""
@@ -57,18 +56,22 @@ class Restarter(Protocol):
 
     def stop(self) -> None: ...
 
+    def release(self) -> None:
+        """The agent exits to be restarted: leave our dhcpd serving for the next one."""
+
 
 class Supervisor:
-    """dhcpd as the agent's own child in the foreground, logging to our pipe."""
+    """dhcpd in the foreground, in a session of its own, writing to the output FIFO: the
+    agent's own child, or one a previous agent left running and this one adopted."""
 
     def __init__(self, dhcpd: Dhcpd, target: Path, state_dir: Path) -> None:
         self.dhcpd = dhcpd
         self.target = target
         self.pid_file = state_dir / "dhcpd.pid"
         self.leases = LeaseSnapshot(dhcpd.lease_file)
-        self.output: deque[str] = deque(maxlen=OUTPUT_LINES)
-        self.proc: subprocess.Popen[str] | None = None
-        self.reader: threading.Thread | None = None
+        self.outlet = Output(state_dir / "dhcpd.output")
+        self.output = self.outlet.lines  # the last lines dhcpd wrote, for messages
+        self.proc: Running | None = None
 
     def argv(self) -> list[str]:
         d = self.dhcpd
@@ -86,36 +89,37 @@ class Supervisor:
             raise RestartError(f"cannot start dhcpd: {err.strerror}{where}") from err
 
     def _spawn(self) -> None:
+        self._let_go()
         self._stop_stray()
         _ensure_lease_file(self.dhcpd.lease_file)
-        self.output.clear()
+        self.outlet.open()
+        self.outlet.forget()  # a stray's last words are logged, not quoted as the new one's
         # cwd is the target: relative includes resolve there, as in validation.
-        self.proc = subprocess.Popen(
-            self.argv(),
-            cwd=self.target,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # a Ctrl-C for the agent is not one for dhcpd
-        )
-        self.reader = threading.Thread(target=self._drain, args=(self.proc,), daemon=True)
-        self.reader.start()
+        with self.outlet.ends() as (write, spare):
+            self.proc = subprocess.Popen(
+                self.argv(),
+                cwd=self.target,
+                stdin=subprocess.DEVNULL,
+                stdout=write,
+                stderr=write,
+                pass_fds=(spare,),  # output.py: dhcpd's writes never lack a reader
+                start_new_session=True,  # a Ctrl-C for the agent is not one for dhcpd
+            )
         log.info("started dhcpd, pid %d", self.proc.pid)
 
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.output.append(line.rstrip("\n"))
-
     def stop(self) -> None:
-        proc, self.proc = self.proc, None
+        proc = self.proc
         if proc is not None and proc.poll() is None:
             _terminate(proc)
-        if self.reader is not None:
-            # Its last lines belong to this dhcpd, not to the next one's output.
-            self.reader.join(timeout=2)
+        self._let_go()
+        # Its last lines belong to this dhcpd, not to the next one's output.
+        self.outlet.close()
+
+    def _let_go(self) -> None:
+        """Forget the dhcpd held (it has exited, or is stopped next by _stop_stray)."""
+        proc, self.proc = self.proc, None
+        if isinstance(proc, Adopted):
+            proc.close()
 
     def restart(self) -> None:
         self.stop()
@@ -137,8 +141,55 @@ class Supervisor:
         if (self.target / self.dhcpd.config).is_file():
             self.start()
 
+    def adopt(self) -> bool:
+        """Watch the dhcpd a previous agent left running, instead of restarting it.
+
+        The caller asks only at agent start, and only when the live tree is the
+        recorded one: a dhcpd of ours, started with the arguments we would give
+        it, then serves exactly what a restart would, and restarting it would only
+        interrupt DHCP (a crash loop of the agent would become a restart loop of
+        dhcpd). When recovery undid an interrupted deploy it restarted dhcpd
+        already: ours runs, and there is nothing to adopt.
+        """
+        if self.proc is not None or not (self.target / self.dhcpd.config).is_file():
+            return False
+        found = self._left_running()
+        if found is None:
+            return False
+        self.outlet.open()  # its lines written while no agent read are logged now
+        self.proc = found
+        log.warning("adopted dhcpd pid %d, left running on the deployed tree by the "
+                    "previous agent: not restarted", found.pid)  # fmt: skip
+        return True
+
+    def _left_running(self) -> Adopted | None:
+        """The dhcpd our pid file names, if it is ours to adopt as it runs."""
+        pid = orphan.pid_in(self.pid_file)
+        found = None if pid is None else Adopted.open(pid)
+        if found is None:
+            return None
+        why = self._not_adoptable(orphan.cmdline(found.pid), found.pid)
+        # Still running after its command line was read: that line was its own, not
+        # that of a process given the pid after it exited.
+        if why is None and found.poll() is None:
+            return found
+        found.close()
+        if why:
+            log.warning("not adopting dhcpd pid %d: %s; it is restarted", found.pid, why)
+        return None
+
+    def _not_adoptable(self, cmdline: list[str], pid: int) -> str | None:
+        """Why a dhcpd of ours may not be adopted ("" when it is not ours at all)."""
+        if not self._runs_as_ours(cmdline):
+            return ""
+        if cmdline[1:] != self.argv()[1:]:
+            return "it was started with other arguments than [dhcpd] gives now"
+        if not self.outlet.written_by(pid):
+            return f"its output does not go to {self.outlet.path}"
+        return None
+
     def _stop_stray(self) -> None:
-        """Stop a dhcpd that an agent killed by SIGKILL left running.
+        """Stop a dhcpd that a previous agent left running and we do not adopt.
 
         Our dhcpd runs in a session of its own, so it outlives a killed agent.
         Beside it a new one would not start ("There's already a DHCP server
@@ -151,14 +202,13 @@ class Supervisor:
         to start while it names any process at all, a zombie that no init reaps
         yet or an unrelated process that got the pid after a reboot.
         """
-        pid = _pid_in(self.pid_file)
+        pid = orphan.pid_in(self.pid_file)
         if pid is None or (self.alive() and self.proc is not None and self.proc.pid == pid):
-            return  # no pid file, or it names our own running child
-        with _pidfd(pid) as fd:  # pins the process: a pid reused meanwhile is never signalled
-            if fd is not None and self._runs_as_ours(_cmdline(pid)):
-                log.warning("stopping dhcpd pid %d, left running by an agent that was killed",
-                            pid)  # fmt: skip
-                _stop_by_pidfd(fd)
+            return  # no pid file, or it names the dhcpd we hold
+        with orphan.pidfd(pid) as fd:  # pins the process: a reused pid is never signalled
+            if fd is not None and self._runs_as_ours(orphan.cmdline(pid)):
+                log.warning("stopping dhcpd pid %d, left running by a previous agent", pid)
+                orphan.stop_by_pidfd(fd)
         self.pid_file.unlink(missing_ok=True)
 
     def _runs_as_ours(self, cmdline: list[str]) -> bool:
@@ -185,9 +235,14 @@ class Supervisor:
         if (self.target / self.dhcpd.config).is_file() and not self.alive():
             self._start_logged()
 
+    def release(self) -> None:
+        if self.proc is not None and self.alive():
+            log.warning("leaving dhcpd pid %d running for the next agent to adopt", self.proc.pid)
+
     def revive(self) -> str | None:
         if self.proc is None or self.alive():
             return None  # never started (no live tree yet), or running
+        self.outlet.drain()
         said = "\n".join(list(self.output)[-5:])
         self._start_logged()
         return said
@@ -210,8 +265,7 @@ class Supervisor:
             code = proc.wait(self.dhcpd.health_timeout)
         except subprocess.TimeoutExpired:
             return
-        if self.reader is not None:
-            self.reader.join(timeout=2)  # dhcpd's last words may still be in the pipe
+        self.outlet.drain()  # it has exited: all it wrote is in the FIFO
         said = "\n".join(meaningful(list(self.output))[-20:])
         within = f"{self.dhcpd.health_timeout:g} s"
         raise RestartError(f"dhcpd exited with {code} within {within}:\n{said}")
@@ -247,6 +301,9 @@ class CommandRestart:
     def run_live(self) -> None:
         """dhcpd is not ours to start."""
 
+    def adopt(self) -> bool:
+        return False  # the system's dhcpd runs on whatever happens to the agent
+
     def revive(self) -> str | None:
         return None
 
@@ -254,6 +311,9 @@ class CommandRestart:
         return Health(mode="command")
 
     def stop(self) -> None:
+        """dhcpd belongs to the system, not to us."""
+
+    def release(self) -> None:
         """dhcpd belongs to the system, not to us."""
 
 
@@ -283,6 +343,9 @@ class NoRestart:
     def run_live(self) -> None:
         """dhcpd is not ours to start."""
 
+    def adopt(self) -> bool:
+        return False
+
     def revive(self) -> str | None:
         return None
 
@@ -291,6 +354,9 @@ class NoRestart:
 
     def stop(self) -> None:
         """Nothing to stop."""
+
+    def release(self) -> None:
+        """Nothing to leave running."""
 
 
 def restarter_for(dhcpd: Dhcpd, target: Path, state_dir: Path) -> Restarter:
@@ -310,57 +376,13 @@ def _health_check(dhcpd: Dhcpd) -> None:
         raise RestartError(f"health check failed: {err.message}\n{_output(err)}") from err
 
 
-def _terminate(proc: subprocess.Popen[str]) -> None:
+def _terminate(proc: Running) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(STOP_GRACE)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def _pid_in(pid_file: Path) -> int | None:
-    try:
-        return int(pid_file.read_text(encoding="ascii").strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> list[str]:
-    """The process's argv; empty once it is gone (or a zombie)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return []
-    return [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
-
-
-@contextlib.contextmanager
-def _pidfd(pid: int) -> Iterator[int | None]:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        yield None
-        return
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-def _stop_by_pidfd(fd: int) -> None:
-    """SIGTERM, STOP_GRACE seconds, then SIGKILL: the process is not our child, so its
-    exit is watched through the pidfd (readable once it has exited)."""
-    for sig, wait in ((signal.SIGTERM, STOP_GRACE), (signal.SIGKILL, STOP_GRACE)):
-        try:
-            signal.pidfd_send_signal(fd, sig)
-        except ProcessLookupError:
-            return
-        poll = select.poll()  # not select(): a descriptor may be numbered past FD_SETSIZE
-        poll.register(fd, select.POLLIN)
-        if poll.poll(wait * 1000):
-            return
-    log.error("dhcpd (pidfd %d) survived SIGKILL for %g s", fd, STOP_GRACE)
 
 
 def _output(err: CommandError) -> str:

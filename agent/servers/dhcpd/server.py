@@ -105,6 +105,12 @@ class Server(Language):
     def start(self) -> None:
         self.restarter.run_live()
 
+    def adopt(self) -> bool:
+        return self.restarter.adopt()
+
+    def release(self) -> None:
+        self.restarter.release()
+
     def revive(self) -> str | None:
         return self.restarter.revive()
 

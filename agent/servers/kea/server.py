@@ -90,6 +90,13 @@ class Server(Language):
     def start(self) -> None:
         self.restarter.run_live()
 
+    def adopt(self) -> bool:
+        """Not built for Kea: an agent restart restarts a supervised kea-dhcp4."""
+        return False
+
+    def release(self) -> None:
+        self.stop()  # the next agent would not adopt it, and Kea has no stray check
+
     def revive(self) -> str | None:
         return self.restarter.revive()
 
