@@ -204,6 +204,9 @@ def test_a_bad_escape_keeps_what_an_earlier_token_left_in_the_buffer() -> None:
     data = b'abcdefgh \xff".\\xZ"'
     assert tokens(data)[2].value == ".b"
     assert Conflex(data).tokens()[2][1] == b".b"
+    # An empty string "" ends the buffer at its start: its NUL is what the next one keeps.
+    data = b'abcdefgh """\\x4gZ"'
+    assert tokens(data)[2].value == "\x00Z" and Conflex(data).tokens()[2][1] == b"\x00Z"
 
 
 def test_spans_are_strings_comments_and_the_code_between() -> None:

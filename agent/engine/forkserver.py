@@ -50,16 +50,20 @@ class Client:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._pid: int | None = None
+        self.peak_kib = 0  # the largest renderer's peak RSS so far (not our child: not in
+        # getrusage(RUSAGE_CHILDREN)), for the measurements of the limits' tests
 
     def run(self, bounds: Bounds, fds: tuple[int, int, int]) -> Outcome:
         """A renderer forked on these stdin, stdout, stderr: how it ended."""
         with self._lock:
             sock = self._sock if self._sock is not None else self._start()
             try:
-                return _ask(sock, bounds, fds)
+                status, cpu, timed_out, peak = _ask(sock, bounds, fds)
             except (OSError, ValueError, Unavailable) as err:
                 self._stop()  # the next render starts a fresh one
                 raise Unavailable(str(err)) from err
+            self.peak_kib = max(self.peak_kib, peak)
+            return status, cpu, timed_out
 
     def _start(self) -> socket.socket:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -89,7 +93,9 @@ class Client:
             self._pid = None
 
 
-def _ask(sock: socket.socket, bounds: Bounds, fds: tuple[int, int, int]) -> Outcome:
+def _ask(
+    sock: socket.socket, bounds: Bounds, fds: tuple[int, int, int]
+) -> tuple[int, float, bool, int]:
     request = json.dumps(asdict(bounds)).encode()
     socket.send_fds(sock, [request], list(fds))
     poll = select.poll()
@@ -100,7 +106,7 @@ def _ask(sock: socket.socket, bounds: Bounds, fds: tuple[int, int, int]) -> Outc
     if not answer:
         raise Unavailable("the fork server ended")
     said = json.loads(answer)
-    return int(said["status"]), float(said["cpu"]), bool(said["timed_out"])
+    return int(said["status"]), float(said["cpu"]), bool(said["timed_out"]), int(said["kib"])
 
 
 _shared = Client()
@@ -128,11 +134,14 @@ def serve(sock: socket.socket) -> int:
         finally:
             for fd in fds:
                 os.close(fd)
-        status, cpu, timed_out = outcome
-        sock.send(json.dumps({"status": status, "cpu": cpu, "timed_out": timed_out}).encode())
+        status, cpu, timed_out, kib = outcome
+        said = {"status": status, "cpu": cpu, "timed_out": timed_out, "kib": kib}
+        sock.send(json.dumps(said).encode())
 
 
-def _render(bounds_json: str, fds: list[int]) -> Outcome:
+def _render(bounds_json: str, fds: list[int]) -> tuple[int, float, bool, int]:
+    """A renderer forked on fds: its wait status, CPU seconds, whether it was killed for
+    its deadline, and its peak RSS in KiB."""
     deadline = Bounds(**json.loads(bounds_json)).deadline
     pid = os.fork()
     if pid == 0:
@@ -147,7 +156,7 @@ def _render(bounds_json: str, fds: list[int]) -> Outcome:
     finally:
         os.close(pidfd)
     _, status, usage = os.wait4(pid, 0)
-    return status, usage.ru_utime + usage.ru_stime, timed_out
+    return status, usage.ru_utime + usage.ru_stime, timed_out, usage.ru_maxrss
 
 
 def _become_renderer(bounds_json: str, fds: list[int]) -> None:

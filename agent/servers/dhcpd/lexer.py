@@ -164,7 +164,7 @@ class _Scanner:
             elif kind == "string":
                 out.append(Token("string", self._decoded(start + 1, end - 1), line, start, end))
                 if buffer is not None:
-                    _write(buffer, text[start + 1 : end - 1])
+                    _write_string(buffer, text[start + 1 : end - 1])
             elif kind == "comment":
                 out.append(Token("comment", self._decoded(start, end), line, start, end))
             else:
@@ -343,6 +343,15 @@ def _write(buffer: bytearray, text: str, nul: bool = True) -> None:
     buffer[: len(raw)] = raw
     if nul:
         buffer[len(raw)] = 0
+
+
+def _write_string(buffer: bytearray, text: str) -> None:
+    """A plain string as read_string leaves the buffer: its bytes and a NUL; an empty
+    string "" writes that NUL too, at the buffer's start."""
+    if text:
+        _write(buffer, text)
+    else:
+        buffer[0] = 0
 
 
 def _write_names(buffer: bytearray, word: str) -> None:
