@@ -46,15 +46,25 @@ def main(argv: Sequence[str] | None = None, extend: Extend | None = None) -> int
         return err.exit_code
     except OSError as err:  # the machine's, not the commit's: one line, never a traceback
         log.debug("error", exc_info=True)
-        denied = err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-        print(f"dhcp-gitops: {logs.one_line(err)}{RIGHTS if denied else ''}", file=sys.stderr)
-        return 2 if denied else 1
+        print(f"dhcp-gitops: {_said(err)}", file=sys.stderr)
+        return 2 if _denied(err) else 1
     except KeyboardInterrupt:
         return 130
     return code
 
 
 RIGHTS = ": run dhcp-gitops as root, or as a user that may write [deploy] state_dir and target"
+
+
+def _denied(err: OSError) -> bool:
+    return err.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _said(err: DhcpGitopsError | OSError) -> str:
+    """The one line an error gets: an OSError of rights says what to do about them."""
+    if isinstance(err, DhcpGitopsError):
+        return err.message
+    return f"{logs.one_line(err)}{RIGHTS if _denied(err) else ''}"
 
 
 def _parser(extend: Extend | None) -> argparse.ArgumentParser:
@@ -227,7 +237,7 @@ def _status(args: argparse.Namespace) -> int:
         raw, doc = _status_document(args)
     except (DhcpGitopsError, OSError) as err:
         log.debug("error", exc_info=True)
-        print(f"dhcp-gitops: {getattr(err, 'message', err)}", file=sys.stderr)
+        print(f"dhcp-gitops: {_said(err)}", file=sys.stderr)
         return STATUS_UNKNOWN
     if args.json:
         print(json.dumps(raw, indent=2))

@@ -7,6 +7,7 @@
     ├── CommandError                a subprocess failed: argv, exit code, stdout, stderr
     ├── OmapiError                  dhcpd's OMAPI gave no failover state (not up yet, no
     │                               omapi-port, wrong key, unknown peer)
+    ├── CredentialError             [source] token_file cannot be used (named, never shown)
     └── StepError                   a reconcile step refused or failed; .step names it
         ├── FetchError              the remote or the mirror
         │   └── RemoteFault         the remote's own answer (no such branch, none in time):
@@ -28,6 +29,11 @@
         └── RolledBack              verify failed; the previous tree is live again
 
 Messages are for the user: they say what is live now, never a secret.
+
+Three exceptions stay where they are raised and caught, and never reach a user:
+agent.engine.forkserver.Unavailable (spawn a renderer instead),
+agent.servers.kea.jsonc.ParseError (becomes a Problem) and the renderer's
+_CpuLimit (SIGXCPU in a template's frame).
 """
 
 from __future__ import annotations
@@ -82,6 +88,10 @@ class CommandError(DhcpGitopsError):
 
 class OmapiError(DhcpGitopsError):
     """OMAPI gave no failover state: dhcpd not listening (yet), unknown peer, bad key."""
+
+
+class CredentialError(DhcpGitopsError):
+    """The token file cannot be used; the message names the file, never its content."""
 
 
 class StepError(DhcpGitopsError):

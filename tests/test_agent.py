@@ -414,10 +414,11 @@ def test_idle_connections_take_bounded_descriptors_and_a_few_log_lines(
 
 
 def test_status_of_a_stopped_agent_says_so_in_one_line() -> None:
+    """Exit 2: status cannot tell how the node is (docs/operations.md, status exit codes)."""
     url = f"http://127.0.0.1:{free_port()}"
     done = subprocess.run([EXE, "status", "--url", url], capture_output=True, text=True,
                           timeout=30, check=False)  # fmt: skip
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == f"dhcp-gitops: {url}/status: no agent answers (Connection refused): "\
         "is it running?\n"  # fmt: skip
 

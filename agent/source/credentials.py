@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from agent.errors import CredentialError
+
 REDACTED = "***"
 SSH_SCHEMES = frozenset({"ssh", "git+ssh", "ssh+git"})
 # The user name sent with a token from token_file when [source] username is not set:
@@ -53,10 +55,6 @@ LOOSE_MODE = 0o077
 _USERINFO = re.compile(r"""(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#\s'"<>]*)@""")
 # An Authorization header, should a trace of git's ever reach a message.
 _AUTHORIZATION = re.compile(r"(?i)(authorization:\s*\w+\s+)\S+")
-
-
-class CredentialError(Exception):
-    """The token file cannot be used; the message names the file, never its content."""
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 import git
 
 from agent.config import Limits, Source, remote_kind
-from agent.errors import FetchError, RemoteFault
+from agent.errors import CredentialError, FetchError, RemoteFault
 from agent.source import credentials
-from agent.source.credentials import Credential, CredentialError, redact
+from agent.source.credentials import Credential, redact
 from agent.source.snapshot import CommitSnapshot
 
 log = logging.getLogger(__name__)
