@@ -93,7 +93,7 @@ def parse(files: Mapping[str, bytes], main: str, target: str, hosts: bool = True
     failover watch): a file without any word of theirs is then not read, so a
     hosts file of 50,000 declarations costs a search for words, not a parse.
     """
-    reader = _Reader(files, target, hosts)
+    reader = _Reader(files, target, None if hosts else PAIR_WORDS)
     statements = reader.read(main)
     found = _Found()
     _walk(statements, found)
@@ -106,11 +106,14 @@ def parse(files: Mapping[str, bytes], main: str, target: str, hosts: bool = True
 
 
 def heads(
-    files: Mapping[str, bytes], main: str, target: str
+    files: Mapping[str, bytes], main: str, target: str, words: Sequence[bytes] | None = None
 ) -> Iterator[tuple[str, tuple[Token, ...]]]:
     """Every statement's head (its tokens before ';' or '{') with its file, in the order
-    dhcpd reads them: blocks' bodies too (an `on commit { ... }` holds statements)."""
-    todo = list(reversed(_Reader(files, target).read(main)))
+    dhcpd reads them: blocks' bodies too (an `on commit { ... }` holds statements).
+    words: read only the files that hold one of them (include always counts, case
+    folded as dhcpd folds keywords); None, every file."""
+    wanted = None if words is None else (*words, b"include")
+    todo = list(reversed(_Reader(files, target, wanted).read(main)))
     while todo:
         statement = todo.pop()
         yield statement.file, statement.head
@@ -171,21 +174,25 @@ class _Block:
 # Words of every statement that failover and pools depend on (dhcpd reads keywords in
 # any case). A file with none of them declares no failover peer, pool, range or
 # include; what else it holds (hosts, options) only the hosts checks need.
-_PAIR_WORDS = (b"failover", b"pool", b"range", b"include", b"subnet", b"shared-network")
+PAIR_WORDS = (b"failover", b"pool", b"range", b"include", b"subnet", b"shared-network")
 
 
-def _may_hold_a_pair_word(data: bytes) -> bool:
+def _holds_any(data: bytes, words: Sequence[bytes]) -> bool:
     lowered = data.lower()
-    return any(word in lowered for word in _PAIR_WORDS)
+    return any(word in lowered for word in words)
 
 
 class _Reader:
     """Reads files into statements, following includes in place."""
 
-    def __init__(self, files: Mapping[str, bytes], target: str, hosts: bool = True) -> None:
+    def __init__(
+        self, files: Mapping[str, bytes], target: str, words: Sequence[bytes] | None = None
+    ) -> None:
         self.files = files
         self.target = target.rstrip("/") or "/"
-        self.hosts = hosts
+        # Only files holding one of these words are read (None: every file); a file
+        # without them holds none of the statements the caller looks for.
+        self.words = words
         self.seq = 0
         self.outside: list[OutsideInclude] = []
         self.reading: list[str] = []  # the include chain, to stop cycles
@@ -196,7 +203,7 @@ class _Reader:
         if data is None or rel in self.reading or len(self.reading) >= MAX_INCLUDE_DEPTH:
             return []  # missing (dhcpd -t says so), or a cycle dhcpd would never finish
         self.reads += 1
-        if self.reads > MAX_INCLUDES or not (self.hosts or _may_hold_a_pair_word(data)):
+        if self.reads > MAX_INCLUDES or not (self.words is None or _holds_any(data, self.words)):
             return []
         self.reading.append(rel)
         try:

@@ -35,6 +35,9 @@ WHAT = {
 }
 GRANTS = tuple(WHAT)  # the names [policy] allow takes
 _FILE_STATEMENTS = frozenset(GRANTS) - {"execute"}
+# A file with neither word holds none of the statements: a hosts file of 50,000
+# declarations is searched for them, not parsed (dhcpd reads keywords in any case).
+WORDS = (b"execute", b"file-name")
 
 
 def refusals(
@@ -44,7 +47,7 @@ def refusals(
     consented = set(allowed)
     return [
         _refusal(posixpath.join(target, file), line, name)
-        for file, head in conf.heads(files, main, target)
+        for file, head in conf.heads(files, main, target, WORDS)
         for name, line in _reaching(head)
         if name not in consented
     ]
