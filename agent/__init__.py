@@ -22,8 +22,8 @@
     │   └── kea/        ISC Kea (kea-dhcp4 with the HA hook), the second
     ├── daemon/         the long-running agent: the reconcile loop, the peer
     │                   client and gate of a pair, notifications
-    └── review/         commands run before a commit reaches a server: validate,
-                        plan, init, import, demo, and their output formats
+    └── review/         commands that show a change before it goes live: validate,
+                        plan, diff, init, import, demo, and their output formats
 
     webhook/            the HTTP surface (FastAPI): imports agent, never the reverse
 
