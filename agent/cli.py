@@ -147,10 +147,13 @@ def _node(args: argparse.Namespace, deploying: bool) -> reconcile.Node:
 def check_host(cfg: config.AgentConfig) -> None:
     """What a deploy needs of this machine, asked before anything runs (ConfigError, exit
     2): a missing binary or a folder we may not write is never reported as the commit's."""
-    binary = cfg.dhcpd.binary
+    section, binary, package = (
+        ("kea", cfg.kea.binary, "kea-dhcp4-server") if cfg.node.server == "kea"
+        else ("dhcpd", cfg.dhcpd.binary, "isc-dhcp-server")
+    )  # fmt: skip
     if shutil.which(binary) is None:
-        raise ConfigError(f"{cfg.file}: [dhcpd] binary: {binary} is not an executable file "
-                          "(install isc-dhcp-server, or name the dhcpd to run)")  # fmt: skip
+        raise ConfigError(f"{cfg.file}: [{section}] binary: {binary} is not an executable file "
+                          f"(install {package}, or name the {section} to run)")  # fmt: skip
     deploy = cfg.deploy
     workspace = stage.Workspace(deploy.target)
     folders = [("state_dir", deploy.state_dir), ("target", deploy.target),
