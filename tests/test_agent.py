@@ -437,6 +437,19 @@ def test_a_missing_dhcpd_is_a_config_error_at_start(
     assert not node.store.state_file.exists()
 
 
+def test_a_kea_node_is_checked_for_kea_dhcp4_not_dhcpd(
+    tmp_path: Path, make_node: NodeFactory
+) -> None:
+    """The binary checked at start is the node's own server's."""
+    node = make_node(node={"server": "kea"}, deploy={"target": str(tmp_path / "kea")},
+                     dhcpd={"binary": str(tmp_path / "no-dhcpd")},
+                     kea={"binary": str(tmp_path / "no-kea")})  # fmt: skip
+    done = subprocess.run([EXE, "sync", "--config", str(node.config.file)],
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "[kea] binary:" in done.stderr and "kea-dhcp4-server" in done.stderr
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A folder another user can read (pytest's tmp_path is root's alone)."""
