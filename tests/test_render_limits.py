@@ -202,6 +202,8 @@ def _cpu_ticks_of_my_renderer(pid: int) -> int:
     modules = (renderer.MODULE.encode(), forkserver.MODULE.encode())
     if not any(m in cmdline for m in modules) or os.getpid() not in _ancestors(int(fields[1])):
         return 0
+    if pid == forkserver.shared()._pid:
+        return 0  # the fork server itself: its CPU is a whole session's forks
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
