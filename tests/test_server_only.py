@@ -1,0 +1,123 @@
+"""Server-only files (pair.toml `server_only`): the repo's stand-in validates in CI, the
+agent never deploys it and keeps the server's real file (agent/engine/serveronly.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.engine.reconcile import Node, reconcile
+from lab.repo import ConfigRepo
+from tests.conftest import NodeFactory
+
+EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
+KEY = 'key omapi_key {{\n  algorithm hmac-sha256;\n  secret "{}";\n}}\n'
+STAND_IN = KEY.format("A" * 43 + "=")
+REAL = KEY.format("c2VydmVyLW9ubHkgc2VjcmV0IG9mIHRoaXMgaG9zdCE=")
+
+
+@pytest.fixture(autouse=True)
+def _needs_dhcpd(dhcpd_binary: str) -> None:
+    """The agent and validate run the real dhcpd -t: fail, never skip, without it."""
+
+
+def declare_key(repo: ConfigRepo, server_only: str = '["omapi.key"]') -> str:
+    """The template with an OMAPI key: a stand-in in dhcp/, included, declared server-only."""
+    repo.write("dhcp/omapi.key", STAND_IN)
+    keyed = 'include "{{ target }}/omapi.key";\nomapi-key omapi_key;\nomapi-port 7911;'
+    repo.replace("dhcp/dhcpd.conf.j2", "omapi-port 7911;", keyed)
+    repo.write("pair.toml", f"server_only = {server_only}\n" + repo.read("pair.toml"))
+    return repo.commit("OMAPI key, kept on the servers")
+
+
+def live_key(node: Node, text: str = REAL) -> Path:
+    """The server's own key in its live target, before the first deploy."""
+    path = node.config.deploy.target / "omapi.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_agent_keeps_the_live_key_and_never_deploys_the_stand_in(
+    repo: ConfigRepo, make_node: NodeFactory
+) -> None:
+    declare_key(repo)
+    node = make_node(deploy={"preserve": ["omapi.key"]})
+    key = live_key(node)
+    attempt = reconcile(node)
+    assert attempt.result == "deployed", attempt.message
+    assert key.read_text() == REAL
+    sha = attempt.sha
+    assert sha is not None
+    assert not (node.releases.path(sha) / "omapi.key").exists()  # nowhere on the server
+    repo.write("dhcp/omapi.key", STAND_IN.replace("AAAA", "BBBB", 1))
+    repo.commit("Another stand-in")
+    again = reconcile(node)
+    assert again.result == "current", again.message  # a stand-in change deploys nothing
+    assert key.read_text() == REAL
+
+
+def test_a_key_not_preserved_fails_and_the_live_key_stays(
+    repo: ConfigRepo, make_node: NodeFactory
+) -> None:
+    """Before server_only, the stand-in replaced the server's key."""
+    declare_key(repo)
+    node = make_node()
+    key = live_key(node)
+    attempt = reconcile(node)
+    assert attempt.result == "failed" and attempt.step == "render", attempt.message
+    assert "server-only file omapi.key (pair.toml)" in attempt.message
+    assert "list it in [deploy] preserve" in attempt.message
+    assert "put the real file" not in attempt.message
+    assert key.read_text() == REAL
+
+
+def test_a_missing_live_key_fails_with_the_remedy(repo: ConfigRepo, make_node: NodeFactory) -> None:
+    """Before server_only, the stand-in went live as the server's key."""
+    declare_key(repo)
+    node = make_node(deploy={"preserve": ["omapi.key"]})
+    attempt = reconcile(node)
+    target = node.config.deploy.target
+    assert attempt.result == "failed" and attempt.step == "render", attempt.message
+    assert f"put the real file at {target}/omapi.key" in attempt.message
+    assert not (target / "omapi.key").exists()
+    live_key(node)
+    assert reconcile(node).result == "deployed"  # retried once the server has its key
+
+
+@pytest.mark.parametrize("value", ['"omapi.key"', '["../omapi.key"]', '["/etc/dhcp/omapi.key"]',
+                                   '["./omapi.key"]', "[1]"])  # fmt: skip
+def test_a_wrong_server_only_is_refused_naming_pair_toml(
+    repo: ConfigRepo, make_node: NodeFactory, value: str
+) -> None:
+    declare_key(repo, value)
+    node = make_node(deploy={"preserve": ["omapi.key"]})
+    live_key(node)
+    attempt = reconcile(node)
+    assert attempt.result == "refused" and attempt.step == "render", attempt.message
+    assert attempt.problems[0].file == "pair.toml" and "server_only" in attempt.message
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_validate_checks_the_stand_in_as_it_is(repo: ConfigRepo) -> None:
+    declare_key(repo)
+    done = cli("validate", str(repo.work))
+    assert done.returncode == 0, done.stdout + done.stderr
+    repo.write("dhcp/omapi.key", STAND_IN.replace("hmac-sha256;", "hmac-sha256"))
+    done = cli("validate", str(repo.work))
+    assert done.returncode == 1 and "dhcp/omapi.key:" in done.stdout, done.stdout
+
+
+def test_plan_marks_a_changed_stand_in(repo: ConfigRepo) -> None:
+    declare_key(repo)
+    repo.write("dhcp/omapi.key", STAND_IN.replace("AAAA", "BBBB", 1))
+    repo.commit("Another stand-in")
+    done = cli("plan", "HEAD~1", "HEAD", str(repo.work))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.count("`omapi.key` is a stand-in") == 2, done.stdout  # both roles
