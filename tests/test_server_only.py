@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from agent import tree
 from agent.engine.reconcile import Node, reconcile
+from agent.servers.dhcpd.lift import holds_secret, stand_in
 from lab.repo import ConfigRepo
 from tests.conftest import NodeFactory
+from tests.test_adopt import SECRET, server_copy
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 KEY = 'key omapi_key {{\n  algorithm hmac-sha256;\n  secret "{}";\n}}\n'
@@ -121,3 +125,51 @@ def test_plan_marks_a_changed_stand_in(repo: ConfigRepo) -> None:
     done = cli("plan", "HEAD~1", "HEAD", str(repo.work))
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.count("`omapi.key` is a stand-in") == 2, done.stdout  # both roles
+
+
+def test_import_commits_stand_ins_that_validate_and_the_first_deploy_changes_nothing(
+    make_node: NodeFactory, tmp_path: Path
+) -> None:
+    """Before server_only, import left the key file out: the repo did not validate."""
+    imported = tmp_path / "imported"
+    node = make_node(source={"url": f"file://{imported}"}, deploy={"preserve": ["dhcpd.keys"]})
+    target = node.config.deploy.target
+    for rel, text in server_copy("primary", keys_included=True).items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.replace("/etc/dhcp/", f"{target}/"))
+    before = files_of(target)
+    done = cli("import", "--from", str(target), "--role", "primary", "--names", "dhcp1,dhcp2",
+               "--target", str(target), str(imported))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert tomllib.loads((imported / "pair.toml").read_text())["server_only"] == ["dhcpd.keys"]
+    stand_in = (imported / "dhcp" / "dhcpd.keys").read_text()
+    assert SECRET not in stand_in and len(stand_in) == len(before["dhcpd.keys"])
+    done = cli("validate", str(imported), "--target", str(target))
+    assert done.returncode == 0, done.stdout + done.stderr
+    attempt = reconcile(node)
+    assert attempt.result == "deployed", attempt.message
+    after = files_of(target)
+    # Byte for byte, the real key too; the failover declaration is rendered from pair.toml
+    # (equivalent, its statements in pair.toml's order: tests/test_adopt.py).
+    assert after.keys() == before.keys() and after["dhcpd.keys"] == before["dhcpd.keys"]
+    assert {rel for rel in after if after[rel] != before[rel]} <= {"dhcpd.failover"}
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {rel: path.read_bytes() for rel, path in tree.files(root)}
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ('key k { algorithm hmac-md5; secret "c2VjcmV0IQ=="; }', 'secret "AAAAAAAAAA=="'),
+        ("key k {\n  secret ab+c/d==;\n}\n", "secret AAAAAA==;"),
+        ('key "k" { secret "s1"; }\nkey j { secret "s2" }', 'secret "AA" }'),
+        ('# key k { secret "c2Vj"; }\noption x "c2Vj";\n', 'secret "c2Vj"'),
+    ],
+)
+def test_a_stand_in_masks_every_secret_and_nothing_else(text: str, masked: str) -> None:
+    out = stand_in(text.encode()).decode()
+    assert masked in out and len(out) == len(text)
+    assert not holds_secret(out.encode()) or "AA" in out
