@@ -3,6 +3,7 @@ agent never deploys it and keeps the server's real file (agent/engine/serveronly
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 import tomllib
@@ -11,11 +12,18 @@ from pathlib import Path
 import pytest
 
 from agent import tree
+from agent.config import Dhcpd
 from agent.engine.reconcile import Node, reconcile
+from agent.errors import OmapiError
+from agent.servers.dhcpd import omapi
 from agent.servers.dhcpd.lift import holds_secret, stand_in
+from agent.servers.dhcpd.omapi import OmapiKey
+from agent.servers.dhcpd.server import Server as DhcpdServer
 from lab.repo import ConfigRepo
 from tests.conftest import NodeFactory
 from tests.test_adopt import SECRET, server_copy
+from tests.test_failover import NORMAL_TIMEOUT, Pair, until
+from tests.test_failover import pair as pair  # the fixture: both dhcpd in namespaces
 
 EXE = str(Path(sys.executable).with_name("dhcp-gitops"))
 KEY = 'key omapi_key {{\n  algorithm hmac-sha256;\n  secret "{}";\n}}\n'
@@ -173,3 +181,45 @@ def test_a_stand_in_masks_every_secret_and_nothing_else(text: str, masked: str) 
     out = stand_in(text.encode()).decode()
     assert masked in out and len(out) == len(text)
     assert not holds_secret(out.encode()) or "AA" in out
+
+
+# --- the failover check signs with the server's own OMAPI key ----------------------
+
+OMAPI_SECRET = base64.b64encode(bytes(range(32))).decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (KEY.format(OMAPI_SECRET), OmapiKey("omapi_key", OMAPI_SECRET, "hmac-sha256")),
+        ('# key x { secret "no"; }\nkey "k" { secret "c2Vj"; }', OmapiKey("k", "c2Vj")),
+        ("key k {\n  algorithm HMAC-MD5.SIG-ALG.REG.INT;\n  secret ab+c/d==;\n}\n",
+         OmapiKey("k", "ab+c/d==", "hmac-md5")),
+    ],
+)  # fmt: skip
+def test_the_key_is_read_from_a_key_file(text: str, expected: OmapiKey) -> None:
+    assert omapi.key_of(text.encode(), "omapi.key") == expected
+
+
+@pytest.mark.parametrize("text", ["", "omapi-port 7911;\n", "key k { algorithm hmac-md5; }"])
+def test_a_key_file_without_a_key_is_an_error(text: str) -> None:
+    with pytest.raises(OmapiError, match=r"omapi\.key"):
+        omapi.key_of(text.encode(), "omapi.key")
+
+
+def test_the_failover_check_signs_with_the_live_key_file(pair: Pair, tmp_path: Path) -> None:
+    """A pair whose dhcpd.conf sets omapi-key: without [dhcpd] omapi_key_file the check
+    cannot ask OMAPI and never sees the pair back to normal."""
+    for server in pair.servers():
+        server.render(f'include "{server.target}/omapi.key";\nomapi-key omapi_key;\n')
+        (server.target / "omapi.key").write_text(KEY.format(OMAPI_SECRET))
+        server.start()
+    omshell = tuple(pair.primary.ns.argv("omshell"))
+
+    def check(key_file: str | None = None) -> bool | None:
+        settings = Dhcpd(restart="none", omshell=omshell, omapi_key_file=key_file)
+        return DhcpdServer(settings, pair.primary.target, tmp_path / "state").pair_normal()
+
+    until(lambda: check("omapi.key") is True, NORMAL_TIMEOUT, "normal", pair)
+    assert check() is False  # unsigned: dhcpd refuses to answer
+    assert check("missing.key") is False
