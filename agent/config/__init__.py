@@ -117,12 +117,17 @@ class Dhcpd(_Section):
     failover_timeout: Seconds = 0.0  # pairs: failover must be back to normal this soon (0: off)
     # dhcpd's live failover state is asked over OMAPI (its lease file lags behind a restart).
     omapi_port: Annotated[int, Field(ge=0, lt=65536)] = 7911
+    # The live file holding the `key` block dhcpd.conf's omapi-key names (relative to the
+    # target, e.g. a server-only "omapi.key"); the failover check signs with it. None: no key.
+    omapi_key_file: str | None = None
     omshell: Strings = ("omshell",)
 
-    @field_validator("config")
+    @field_validator("config", "omapi_key_file")
     @classmethod
-    def _config_inside_target(cls, config: str) -> str:
-        if not config or config.startswith("/") or ".." in Path(config).parts:
+    def _config_inside_target(cls, config: str | None) -> str | None:
+        if config is not None and (
+            not config or config.startswith("/") or ".." in Path(config).parts
+        ):
             raise ValueError("a path relative to deploy.target, without '..'")
         return config
 

@@ -19,6 +19,7 @@ from agent import fault, logs, servers, tree
 from agent.config import AgentConfig, Result
 from agent.engine import consistency, hostfiles, lock, publish, recovery, render, stage
 from agent.engine.releases import Releases
+from agent.engine.serveronly import keep_out
 from agent.engine.state import Attempt, Deployed, Pin, State, Store, now
 from agent.errors import (
     DhcpGitopsError,
@@ -259,12 +260,15 @@ def _deploy(
         history = pin is None and not allow_non_descendant
         attempt.signer = _trust(node, state, commit.sha, history)
     with step("render"):
-        rendered = render_commit(node, commit.sha)
+        full = render_commit(node, commit.sha)
+        rendered = keep_out(full, node.mirror.snapshot(commit.sha), node.config.source.path,
+                            ws.target, node.preserve)  # fmt: skip
         digest = tree.content_digest(rendered.files, node.preserve)
     with step("validate"):
         # Before the "already live" shortcut: a commit that changes only the
         # partner's side can still break the pair, and both servers refuse it.
-        _check_pair(node, commit.sha, rendered)
+        # Both sides as the repo has them, stand-ins included, like `validate`.
+        _check_pair(node, commit.sha, full)
     if _already_live(node, state, digest):
         attempt.result = "current"  # nothing to publish or restart
         _record_live(node, state, commit, digest, pin, moved=False)

@@ -26,6 +26,7 @@ import git
 
 from agent import servers
 from agent.engine import render
+from agent.engine.roles import server_only_of
 from agent.errors import DhcpGitopsError, RenderError, UsageError
 from agent.review.copies import read_copy
 from agent.servers.base import Copy, Importer, Lifted, Proof
@@ -108,20 +109,20 @@ def repo_files(
 ) -> dict[str, bytes]:
     entries = {role: entries_of(copy, lifted, importer) for role, copy in copies.items()}
     files = layout(entries)
-    files["pair.toml"] = lifted.pair_toml.encode()
+    files["pair.toml"] = (_server_only(_preserve(copies)) + lifted.pair_toml).encode()
     files["README.md"] = readme(options, copies, lifted).encode()
     return files
 
 
 def entries_of(copy: Copy, lifted: Lifted, importer: Importer) -> dict[str, Entry]:
-    """Live path -> repo entry: secrets left out; the file declaring the pair and any
-    file that is named *.j2 already become templates (one that renders its text
-    unchanged)."""
+    """Live path -> repo entry: a file holding secrets as its stand-in (dummy secrets);
+    the file declaring the pair and any file that is named *.j2 already become
+    templates (one that renders its text unchanged)."""
     entries: dict[str, Entry] = {}
     for rel, data in copy.files.items():
         if rel in copy.secrets:
-            continue
-        if rel == copy.pair_file:
+            entries[rel] = (rel, importer.stand_in(data))
+        elif rel == copy.pair_file:
             template = lifted.templates[copy.role]
             entries[rel] = (rel + render.TEMPLATE_SUFFIX, template.encode())
         elif rel.endswith(render.TEMPLATE_SUFFIX):
@@ -202,9 +203,21 @@ at it (agent.toml `[source] url`, `[node] name` and `role`).
 def _secrets_note(preserve: list[str]) -> str:
     if not preserve:
         return ""
-    return (f"\nLeft out because they hold key secrets: {', '.join(preserve)}. They stay on "
-            f"the servers;\nthe agent keeps them across deploys with `[deploy] preserve = "
-            f"{_toml_list(preserve)}`\nin each agent.toml.\n")  # fmt: skip
+    return (f"\nHolding key secrets, kept on the servers: {', '.join(preserve)}. The repo has "
+            "a stand-in of each\n(the same keys, dummy secrets), so that it validates; "
+            "pair.toml's `server_only` names\nthem, and the agent never deploys a stand-in: "
+            "it keeps the server's own with\n"
+            f"`[deploy] preserve = {_toml_list(preserve)}` in each agent.toml.\n")  # fmt: skip
+
+
+def _server_only(preserve: list[str]) -> str:
+    """pair.toml's declaration of the files that stay on the servers (roles.server_only_of)."""
+    if not preserve:
+        return ""
+    return ("# Files only the servers hold (they hold key secrets): the repo's copy is a\n"
+            "# stand-in with dummy secrets, never deployed; each agent keeps its server's\n"
+            "# own, named in its [deploy] preserve.\n"
+            f"server_only = {_toml_list(preserve)}\n\n")  # fmt: skip
 
 
 def _preserve(copies: Mapping[str, Copy]) -> list[str]:
@@ -221,15 +234,17 @@ def _toml_list(texts: list[str]) -> str:
 def prove(copy: Copy, options: Options, importer: Importer) -> Proof:
     """The role rendered from the new repo, then proved by the server software."""
     name = options.names[copy.role]
+    snapshot = WorkTree(options.repo)
     try:
-        rendered = render.render_pair(
-            WorkTree(options.repo), "", copy.role, name, str(options.target)
-        )
+        rendered = render.render_pair(snapshot, "", copy.role, name, str(options.target))
+        server_only = server_only_of(snapshot, "")
     except RenderError as err:
         failed = Proof(copy.role, left_out=list(copy.secrets))
         failed.differences.append(f"the repo does not render: {err.message}")
         return failed
-    return importer.prove(copy, rendered.files, rendered.sources)
+    # As the agent deploys it: without the stand-ins, the server's own files in their place.
+    files = {rel: data for rel, data in rendered.files.items() if rel not in server_only}
+    return importer.prove(copy, files, rendered.sources)
 
 
 # --- what the user reads --------------------------------------------------------------
@@ -251,8 +266,9 @@ def _notes(copies: Mapping[str, Copy]) -> Iterator[str]:
     preserve = _preserve(copies)
     if preserve:
         yield (
-            f"left out, holding key secrets: {', '.join(preserve)}; they stay on the "
-            f"servers: add [deploy] preserve = {_toml_list(preserve)} to each agent.toml"
+            f"holding key secrets, committed as stand-ins (pair.toml server_only): "
+            f"{', '.join(preserve)}; the real ones stay on the servers: add "
+            f"[deploy] preserve = {_toml_list(preserve)} to each agent.toml"
         )
     for copy in copies.values():
         yield from copy.notes

@@ -12,8 +12,9 @@ import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent import tree
 from agent.engine import render
-from agent.engine.roles import roles_of
+from agent.engine.roles import roles_of, server_only_of
 from agent.errors import RenderError
 from agent.servers.base import Language
 from agent.source.snapshot import Snapshot
@@ -27,6 +28,7 @@ class RolePlan:
     node: str
     diffs: dict[str, list[str]] = field(default_factory=dict)  # live path -> unified diff
     warnings: list[str] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)  # changed server-only files
     error: str | None = None  # HEAD does not render: the agents will refuse it
 
     @property
@@ -74,6 +76,7 @@ def role_plan(
     result = RolePlan(role=role, node=node)
     try:
         new = render.render_pair(after, pair, role, node, target)
+        server_only = server_only_of(after, pair)
     except RenderError as err:
         result.error = err.message
         return result
@@ -82,6 +85,7 @@ def role_plan(
     except RenderError:
         old = {}  # the base did not render (or the pair is new): everything is added
     result.diffs = diffs(old, new.files)
+    result.stand_ins = [p for p in result.diffs if tree.matches(p, server_only)]
     result.warnings = language.dangers(old, new.files, target) if old else []
     return result
 
@@ -123,6 +127,9 @@ def _role_markdown(r: RolePlan) -> list[str]:
         return [title, "", "No change.", ""]
     out = [title, "", f"{len(r.diffs)} file(s) change: " + ", ".join(f"`{f}`" for f in r.diffs)]
     out += [""] + [f"> **Warning:** {w}" for w in r.warnings] + ([""] if r.warnings else [])
+    out += [f"> `{p}` is a stand-in (pair.toml `server_only`): the servers keep their own, "
+            "so this change is not deployed." for p in r.stand_ins]  # fmt: skip
+    out += [""] if r.stand_ins else []
     for path, diff in r.diffs.items():
         out += _details(path, diff)
     return out

@@ -181,6 +181,10 @@ class Importer(Protocol):
     def verbatim(self, text: str) -> str:
         """Template source that renders to exactly `text`."""
 
+    def stand_in(self, data: bytes) -> bytes:
+        """A file holding secrets with dummy ones in their place, for the repo (pair.toml
+        `server_only`): it declares the same keys and validates, but holds no secret."""
+
     def prove(self, copy: Copy, rendered: Files, sources: Mapping[str, str]) -> Proof:
         """The role rendered from the repo against its copy, then the server's validator
         on it (sources: the repo file of each rendered file, for its messages)."""

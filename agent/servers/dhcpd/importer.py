@@ -13,7 +13,15 @@ from agent.errors import DhcpGitopsError
 from agent.servers.base import Copy, Files, Lifted, Proof
 from agent.servers.dhcpd import conf, proof, template
 from agent.servers.dhcpd.conf import Failover, OutsideInclude
-from agent.servers.dhcpd.lift import at, block_span, has_comments, holds_secret, lift, pair_toml
+from agent.servers.dhcpd.lift import (
+    at,
+    block_span,
+    has_comments,
+    holds_secret,
+    lift,
+    pair_toml,
+    stand_in,
+)
 
 
 class Importer:
@@ -51,6 +59,9 @@ class Importer:
 
     def verbatim(self, text: str) -> str:
         return template.verbatim(text)
+
+    def stand_in(self, data: bytes) -> bytes:
+        return stand_in(data)
 
     def prove(self, copy: Copy, rendered: Files, sources: Mapping[str, str]) -> Proof:
         failover = self._failover(copy)

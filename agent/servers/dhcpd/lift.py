@@ -53,6 +53,45 @@ def holds_secret(data: bytes) -> bool:
     return False
 
 
+def stand_in(data: bytes) -> bytes:
+    """The text with every key's secret masked: each byte of the value but its "="
+    padding becomes "A" (base64 of zero bytes, of the same length), so the stand-in
+    declares the same key, validates, and shifts no line or offset."""
+    out = bytearray(data)
+    for start, end in _secret_spans(data):
+        out[start:end] = bytes(b if b == ord("=") else ord("A") for b in data[start:end])
+    return bytes(out)
+
+
+def _secret_spans(data: bytes) -> list[tuple[int, int]]:
+    """Byte spans of the values of `secret ...;` in `key` blocks: a string's inside its
+    quotes, any other token (unquoted base64) whole."""
+    spans: list[tuple[int, int]] = []
+    opened: list[str] = []  # the first word of each open block's head
+    head: list[Token] = []
+    for tok in tokens(data):
+        if tok.kind == "punct" and tok.value == "{":
+            opened.append(_word(head[0]) if head else "")
+            head = []
+        elif tok.kind == "punct" and tok.value in (";", "}"):
+            if opened[-1:] == ["key"] and head and _word(head[0]) == "secret":
+                spans += [_value_span(t) for t in head[1:]]
+            if tok.value == "}" and opened:
+                opened.pop()
+            head = []
+        elif tok.kind != "comment":
+            head.append(tok)
+    return spans
+
+
+def _word(tok: Token) -> str:
+    return tok.value.lower() if tok.kind == "name" else ""
+
+
+def _value_span(tok: Token) -> tuple[int, int]:
+    return (tok.start + 1, tok.end - 1) if tok.kind == "string" else (tok.start, tok.end)
+
+
 # --- where the declaration is -----------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from agent import process
 from agent.errors import CommandError, OmapiError
 from agent.servers.base import PairState
 from agent.servers.dhcpd.failover import STATE_NAMES, from_epoch
+from agent.servers.dhcpd.lexer import Token, tokens
 
 OMAPI_PORT = 7911  # dhcpd's and omshell's default
 
@@ -28,6 +29,42 @@ class OmapiKey:
     name: str
     secret: str = field(repr=False)  # never in a repr, a log line or an error
     algorithm: str = "hmac-md5"  # omshell's default, as dhcpd's
+
+
+def key_of(data: bytes, where: str) -> OmapiKey:
+    """The first `key NAME { algorithm ...; secret ...; }` of a key file (dhcpd.conf's
+    syntax, read with its lexer); OmapiError naming `where`, never the secret."""
+    code = [t for t in tokens(data) if t.kind not in ("comment", "end")]
+    for i in range(len(code) - 2):
+        if _word(code[i]) == "key" and code[i + 2].kind == "punct" and code[i + 2].value == "{":
+            return _key_block(_text(code[i + 1]), code[i + 3 :], where)
+    raise OmapiError(f"{where}: no key block (key NAME {{ algorithm ...; secret ...; }})")
+
+
+def _key_block(name: str, body: Sequence[Token], where: str) -> OmapiKey:
+    said: dict[str, str] = {}
+    head: list[Token] = []
+    for tok in body:
+        if tok.kind == "punct" and tok.value in (";", "}"):
+            if head:
+                said[_word(head[0])] = "".join(_text(t) for t in head[1:])
+            if tok.value == "}":
+                break
+            head = []
+        else:
+            head.append(tok)
+    if not said.get("secret"):
+        raise OmapiError(f"{where}: key {name!r} has no secret")
+    algorithm = said.get("algorithm", "hmac-md5").lower().removesuffix(".sig-alg.reg.int")
+    return OmapiKey(name, said["secret"], algorithm)
+
+
+def _word(tok: Token) -> str:
+    return tok.value.lower() if tok.kind == "name" else ""
+
+
+def _text(tok: Token) -> str:
+    return tok.c_string if tok.kind == "string" else tok.value
 
 
 # omshell reads words: anything else in a name would change the script it runs.

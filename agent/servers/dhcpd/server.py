@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent import tree
 from agent.config import Dhcpd
-from agent.errors import DhcpGitopsError, PolicyError, Problem
+from agent.errors import DhcpGitopsError, OmapiError, PolicyError, Problem
 from agent.servers.base import Files, Health, PairState
 from agent.servers.dhcpd import conf, dangers, failover, omapi, pair, policy, sandbox
 from agent.servers.dhcpd.restart import Restarter, restarter_for
@@ -129,11 +129,26 @@ class Server(Language):
             return None
         d = self.dhcpd
         try:
-            states = [omapi.from_omapi(name, d.omapi_port, omshell=d.omshell) for name in peers]
+            key = self._omapi_key()
+            states = [omapi.from_omapi(name, d.omapi_port, key=key, omshell=d.omshell)
+                      for name in peers]  # fmt: skip
         except DhcpGitopsError as err:
             log.info("failover state not readable yet: %s", err.message)
             return False
         return failover.all_normal(states)
+
+    def _omapi_key(self) -> omapi.OmapiKey | None:
+        """The live key [dhcpd] omapi_key_file names (a server-only file), read each time:
+        the server's own, which a deploy never replaces."""
+        rel = self.dhcpd.omapi_key_file
+        if rel is None:
+            return None
+        path = self.target / rel
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise OmapiError(f"{path} ([dhcpd] omapi_key_file): {err.strerror}") from err
+        return omapi.key_of(data, str(path))
 
 
 def _sourced(problem: Problem, target: Path, sources: Mapping[str, str]) -> Problem:
