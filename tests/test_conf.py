@@ -114,6 +114,11 @@ def pool(subnet: str, peer: str | None, ranges: list[tuple[str, str]], line: int
     return Pool(subnet, peer, tuple(ranges), Where("dhcpd.conf", line), seq)
 
 
+def bare(subnet: str, ranges: list[tuple[str, str]], line: int, seq: int) -> Pool:
+    """A range outside any pool: a pool without failover, at the range's line."""
+    return replace(pool(subnet, None, ranges, line, seq), bare=True)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -151,8 +156,16 @@ def pool(subnet: str, peer: str | None, ranges: list[tuple[str, str]], line: int
         ),
         pytest.param(
             "subnet 192.0.2.0 netmask 255.255.255.0 { range 192.0.2.1 192.0.2.9; }",
-            [],
-            id="a-range-outside-a-pool-is-no-failover-pool",
+            [bare("192.0.2.0/24", [("192.0.2.1", "192.0.2.9")], 1, 2)],
+            id="a-range-outside-a-pool-is-a-pool-without-failover",
+        ),
+        pytest.param(
+            "shared-network lan {\n  range 192.0.2.1;\n  subnet 192.0.2.0 netmask 255.255.255.0 {\n"
+            "    range 192.0.2.5 192.0.2.9;\n    pool { range 192.0.2.20 192.0.2.29; }\n  }\n}",
+            [bare("shared-network lan", [("192.0.2.1", "192.0.2.1")], 2, 2),
+             bare("192.0.2.0/24", [("192.0.2.5", "192.0.2.9")], 4, 4),
+             pool("192.0.2.0/24", None, [("192.0.2.20", "192.0.2.29")], 5, 5)],
+            id="bare-ranges-at-their-own-lines",
         ),
         pytest.param(
             "subnet 192.0.2.1 netmask bad { pool { range 192.0.2.1 192.0.2.2 192.0.2.3; } }",

@@ -63,11 +63,14 @@ class Failover:
 
 @dataclass(frozen=True)
 class Pool:
+    """A `pool { }`, or a bare `range` in a subnet or shared-network (peer None)."""
+
     subnet: str  # "192.0.2.0/24", or "shared-network NAME" for a pool directly in one
     peer: str | None  # the failover peer the pool names
     ranges: tuple[tuple[str, str], ...]  # (low, high); "range 192.0.2.5;" gives (x, x)
     where: Where
     seq: int
+    bare: bool = False  # a range outside any pool
 
 
 @dataclass(frozen=True)
@@ -291,6 +294,8 @@ def _walk(statements: Sequence[_Statement], found: _Found) -> None:
     while todo:
         s, scope = todo.pop()
         if s.body is None:
+            if scope and s.words()[:1] == ["range"]:
+                found.pools.append(_bare_range(s, scope))
             continue
         words, values = s.words(), s.values()
         keyword = words[0] if words else ""
@@ -331,6 +336,12 @@ def _pool(s: _Statement, scope: str) -> Pool:
         elif words[:1] == ["range"]:
             ranges += _range(child.values()[1:])
     return Pool(scope, peer, tuple(ranges), s.where, s.seq)
+
+
+def _bare_range(s: _Statement, scope: str) -> Pool:
+    """A range written in a subnet or shared-network, outside any pool: dhcpd serves
+    it as a pool of its own, without failover, so the checks count it as one."""
+    return Pool(scope, None, tuple(_range(s.values()[1:])), s.where, s.seq, bare=True)
 
 
 def _range(words: Sequence[str]) -> list[tuple[str, str]]:

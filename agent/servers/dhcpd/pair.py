@@ -266,8 +266,8 @@ def _peer_port_said(mine: Failover, theirs: Failover, me: str) -> str | None:
 def _pools(primary: DhcpConfig, secondary: DhcpConfig) -> list[Problem]:
     """Failover pools identical on both sides; no common pool without failover."""
     renamed = _renamed(primary, secondary)
-    lone_p, lone_s, shared = _match_pools(primary.pools, secondary.pools, renamed)
-    problems = [_unshared(p) for p in shared if p.peer is None]
+    lone_p, lone_s, _ = _match_pools(primary.pools, secondary.pools, renamed)
+    problems = _common_without_failover(primary.pools, secondary.pools)
     return problems + [_pool_differs(*pair) for pair in _pair_up(lone_p, lone_s)]
 
 
@@ -327,17 +327,56 @@ def _pool_differs(me: str, pool: Pool, theirs: Pool | None) -> Problem:
     return _problem(me, pool.where, message)
 
 
-def _unshared(pool: Pool) -> Problem:
+def _common_without_failover(primary: Sequence[Pool], secondary: Sequence[Pool]) -> list[Problem]:
     """dhcpd.conf(5): "You must not have any common address pools on which you are not
-    doing failover": both servers would lease the same addresses."""
+    doing failover": both servers would lease the same addresses (duplicate leases).
+    A bare range is such a pool; any overlap counts, not only identical pools."""
+    mine = [p for p in primary if p.peer is None]
+    theirs = [s for s in secondary if s.peer is None]
+    return [
+        _unshared(p, s, common)
+        for p in mine
+        for s in theirs
+        if (common := _overlap(_intervals(p), _intervals(s))) is not None
+    ]
+
+
+def _unshared(pool: Pool, theirs: Pool, common: tuple[int, int]) -> Problem:
+    both = f"addresses {IPv4(common[0])} - {IPv4(common[1])}"
+    if _range_key(pool) == _range_key(theirs) and pool.subnet == theirs.subnet:
+        said = f"the {_pool_name(pool)} ({_pool_text(pool)}) is on both servers"
+    else:
+        said = (
+            f"the primary's {_pool_name(pool)} ({_pool_text(pool)}) and the secondary's "
+            f"{_pool_name(theirs)} ({_pool_text(theirs)}, {_at(theirs.where)}) share {both}"
+        )
     return _problem(
         "primary",
         pool.where,
-        (
-            f"the {_pool_name(pool)} ({_pool_text(pool)}) is on both servers without a failover "
-            "peer: both would lease the same addresses; add the failover peer to it on both sides"
-        ),
+        f"{said} without a failover peer: both would lease the same addresses (duplicate "
+        f"leases); put the {_ranges_word(pool, theirs)} in a pool with the failover peer on "
+        "both sides, or give each server addresses of its own",
     )
+
+
+def _ranges_word(*pools: Pool) -> str:
+    return "range" if any(p.bare for p in pools) else "pool's range"
+
+
+def _intervals(pool: Pool) -> list[tuple[int, int]]:
+    """The pool's ranges as integer intervals (ranges of host names skipped)."""
+    found = []
+    for low, high in pool.ranges:
+        lo, hi = ip_of(low), ip_of(high)
+        if lo is not None and hi is not None:
+            found.append((int(min(lo, hi)), int(max(lo, hi))))
+    return found
+
+
+def _overlap(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The first interval common to both lists, or None."""
+    common = [(max(lo, b_lo), min(hi, b_hi)) for lo, hi in a for b_lo, b_hi in b]
+    return min((c for c in common if c[0] <= c[1]), default=None)
 
 
 def _pool_key(pool: Pool, renamed: Mapping[str, str]) -> tuple[object, ...]:
@@ -354,6 +393,8 @@ def _range_key(pool: Pool) -> list[tuple[str, str]]:
 
 
 def _pool_name(pool: Pool) -> str:
+    if pool.bare:
+        return f"range in {pool.subnet} outside any pool"
     return f"pool in {pool.subnet}" if pool.subnet else "pool"
 
 
