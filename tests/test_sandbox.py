@@ -65,6 +65,36 @@ def test_unlocated_errors_are_kept() -> None:
     assert "Can't open" in problem.message
 
 
+# A failover peer no pool refers to: dhcpd -t prints the cause, then a line without a
+# file or line number ("Failover configuration sanity check failed").
+NO_REFERRING_POOLS = """\
+failover peer "dhcp-failover" {
+  primary;
+  address 192.0.2.1;
+  peer address 192.0.2.2;
+  mclt 1800;
+  split 128;
+}
+subnet 192.0.2.0 netmask 255.255.255.0 {
+  range 192.0.2.100 192.0.2.199;
+}
+"""
+
+
+def test_an_error_without_a_line_keeps_the_main_file_and_its_causes(
+    tmp_path: Path, dhcpd_binary: str
+) -> None:
+    stage, target = staged(tmp_path, {"dhcpd.conf": NO_REFERRING_POOLS})
+    (problem,) = run_dhcpd_t(stage, target, Dhcpd(binary=dhcpd_binary))
+    assert (problem.file, problem.line) == (str(target / "dhcpd.conf"), None), problem
+    assert problem.message.startswith(
+        "Failover configuration sanity check failed: ERROR: Failover peer, dhcp-failover, "
+        "has no referring pools."
+    ), problem.message
+    assert any("has no referring pools" in line for line in problem.context), problem.context
+    assert not any(line.startswith(("Config file", "PID file")) for line in problem.context)
+
+
 @pytest.mark.parametrize(
     ("text", "found"),
     [

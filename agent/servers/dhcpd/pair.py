@@ -354,13 +354,15 @@ def _unshared(pool: Pool, theirs: Pool, common: tuple[int, int]) -> Problem:
         "primary",
         pool.where,
         f"{said} without a failover peer: both would lease the same addresses (duplicate "
-        f"leases); put the {_ranges_word(pool, theirs)} in a pool with the failover peer on "
-        "both sides, or give each server addresses of its own",
+        f"leases); {_remedy(pool, theirs)} on both sides, or give each server addresses of "
+        "its own",
     )
 
 
-def _ranges_word(*pools: Pool) -> str:
-    return "range" if any(p.bare for p in pools) else "pool's range"
+def _remedy(*pools: Pool) -> str:
+    if any(p.bare for p in pools):
+        return "put the range in a pool with the failover peer"
+    return "add the failover peer to the pool"
 
 
 def _intervals(pool: Pool) -> list[tuple[int, int]]:
