@@ -563,3 +563,15 @@ def test_a_bare_range_that_shrinks_is_a_danger() -> None:
     warnings = dangers(before, after)
     assert len(warnings) == 1, warnings
     assert "addresses 192.0.2.31 - 192.0.2.40 leave the pools" in warnings[0]
+
+
+def test_a_relative_include_is_refused_by_the_pair_check_too() -> None:
+    """dhcpd resolves it against its working directory, /, not the config folder."""
+    relative = Edit(
+        "primary", "dhcpd.conf", 'include "{target}/hosts.conf"', 'include "hosts.conf"'
+    )
+    problems = check_one(parsed_side("primary", [relative]), "primary")
+    assert [(p.file, p.line, p.message) for p in problems] == [
+        ("primary:dhcpd.conf", 5, 'include "hosts.conf" is relative: dhcpd resolves it against '
+         'its working directory (/), not the config folder; write "/etc/dhcp/hosts.conf"')
+    ]  # fmt: skip

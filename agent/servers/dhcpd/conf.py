@@ -38,6 +38,7 @@ class OutsideInclude(Where):
     """An include statement whose file is not under the target (a Where with its path)."""
 
     path: str
+    target: str = ""  # the folder it left, to name the absolute path a relative one meant
 
 
 @dataclass(frozen=True)
@@ -124,15 +125,35 @@ def heads(
 # --- includes -----------------------------------------------------------------
 
 
+# dhcpd's working directory. Debian's service starts dhcpd from /, and the agent
+# does the same, both for dhcpd -t (sandbox.py) and for the dhcpd it supervises
+# (restart.py): a relative include then means the same file in validation, under
+# the agent and under the distribution's service (restart = "systemctl").
+WORKING_DIRECTORY = "/"
+
+
 def inside_target(path: str, target: str) -> str | None:
     """An include's path relative to the target, or None when it leaves the target.
 
-    Relative includes resolve against dhcpd's working directory, which is the
-    target both when validating and when serving.
+    A relative include resolves as dhcpd resolves it, against its working
+    directory (/), not against the config folder: "hosts.conf" is /hosts.conf.
     """
-    resolved = posixpath.normpath(posixpath.join(target, path))
+    resolved = posixpath.normpath(posixpath.join(WORKING_DIRECTORY, path))
     rel = posixpath.relpath(resolved, target)
     return None if rel == ".." or rel.startswith("../") else rel
+
+
+def relative_refusal(path: str, target: str) -> str | None:
+    """Why a relative include meant under the config folder is refused (with the
+    absolute path meant), or None. Both include checks, sandbox.py's before dhcpd -t
+    and pair.py's, word it alike; one leaving the folder even so is "outside"."""
+    meant = posixpath.normpath(posixpath.join(target, path))
+    if path.startswith("/") or inside_target(meant, target) is None:
+        return None
+    return (
+        f'include "{path}" is relative: dhcpd resolves it against its working directory '
+        f'({WORKING_DIRECTORY}), not the config folder; write "{meant}"'
+    )
 
 
 # --- statements ---------------------------------------------------------------
@@ -246,7 +267,7 @@ class _Reader:
     def _include(self, rel: str, line: int, path: str) -> list[_Statement]:
         inside = inside_target(path, self.target)
         if inside is None:
-            self.outside.append(OutsideInclude(rel, line, path))
+            self.outside.append(OutsideInclude(rel, line, path, self.target))
             return []
         return self.read(inside)
 

@@ -20,7 +20,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from agent.errors import Problem
 from agent.servers.base import WARNING
-from agent.servers.dhcpd.conf import DhcpConfig, Failover, Pool, Where
+from agent.servers.dhcpd.conf import (
+    DhcpConfig,
+    Failover,
+    OutsideInclude,
+    Pool,
+    Where,
+    relative_refusal,
+)
 
 DEFAULT_PORT = 647  # dhcpd.conf(5): port and peer port default to the IANA failover port
 ROLES = ("primary", "secondary")
@@ -55,16 +62,16 @@ def _problem(role: str, where: Where, message: str) -> Problem:
 
 
 def _outside_includes(config: DhcpConfig, role: str) -> list[Problem]:
-    """dhcpd echoes the lines of a file it cannot parse: /etc/shadow would leak."""
-    return [
-        _problem(
-            role,
-            inc,
-            f'include "{inc.path}" is outside the config folder: refused (dhcpd would echo '
-            "its lines into error reports); include only files under the config folder",
-        )
-        for inc in config.includes_outside
-    ]
+    """dhcpd echoes the lines of a file it cannot parse: /etc/shadow would leak.
+    A relative include is outside too, as dhcpd resolves it (against /)."""
+    return [_problem(role, inc, _outside_said(inc)) for inc in config.includes_outside]
+
+
+def _outside_said(inc: OutsideInclude) -> str:
+    return relative_refusal(inc.path, inc.target) or (
+        f'include "{inc.path}" is outside the config folder: refused (dhcpd would echo '
+        "its lines into error reports); include only files under the config folder"
+    )
 
 
 def _failover_alone(f: Failover, role: str) -> list[Problem]:

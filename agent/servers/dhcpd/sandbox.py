@@ -24,7 +24,7 @@ from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, Problem, SandboxError, ValidateError
 from agent.servers.dhcpd import lexer
-from agent.servers.dhcpd.conf import inside_target
+from agent.servers.dhcpd.conf import inside_target, relative_refusal
 from agent.servers.sandbox import BWRAP, INSTALL, check_it_ran, no_sandbox, sandbox_argv
 
 TIMEOUT = 300.0  # seconds: 50,000 host declarations parse in well under that
@@ -263,6 +263,9 @@ def _refusal(written: bytes, path: str, inside: str | None, target: Path) -> str
             f"include {_as_written(written)}: a backslash or NUL byte in an include path is "
             "refused (dhcpd reads escapes and stops at a NUL): write the path plainly"
         )
+    relative = relative_refusal(path, str(target))
+    if relative is not None:
+        return relative
     if inside is None:
         return f'include "{path}" is outside {target}: refused'
     return None
