@@ -158,13 +158,11 @@ def read(folder: Path) -> dict[str, bytes]:
 
 
 def assert_renders_back(repo: Path, role: str, name: str, source: Path, tmp: Path) -> None:
-    """Checked here without adopt's own proof: same bytes but the failover file, whose
-    declaration parses the same, and dhcpd -t takes the rendered tree."""
+    """Checked here without adopt's own proof: the same bytes, the failover file too (the
+    first deploy changes nothing and restarts nothing), and dhcpd -t takes the tree."""
     files, expected = rendered(repo, role, name), read(source)
     del expected["dhcpd.keys"]
-    assert files.keys() == expected.keys()
-    assert {r for r in files if files[r] != expected[r]} <= {"dhcpd.failover", "dhcpd.conf"}
-    assert the_failover(files) == the_failover(expected)
+    assert files == expected
     stage = tmp / f"rendered-{role}"
     tree.write(stage, {**files, "dhcpd.keys": source.joinpath("dhcpd.keys").read_bytes()})
     dhcpd_t(stage)
@@ -186,10 +184,8 @@ def test_round_trip_of_a_classic_pair(
                       "--peer-from", pair["secondary"], "--names", "dhcp1,dhcp2", repo)  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    summary = (
-        "files identical, dhcpd.failover equivalent, dhcpd.keys left out (secret); dhcpd -t: ok"
-    )
-    assert f"primary: 5 {summary}" in out and f"secondary: 5 {summary}" in out
+    summary = "6 files identical, dhcpd.keys left out (secret); dhcpd -t: ok"
+    assert f"primary: {summary}" in out and f"secondary: {summary}" in out
     assert 'preserve = ["dhcpd.keys"]' in out and "equivalent: the repo renders back" in out
 
     toml = tomllib.loads((repo / "pair.toml").read_text())
@@ -202,10 +198,16 @@ def test_round_trip_of_a_classic_pair(
 
     layout = {rel for rel, _ in tree.files(repo) if not rel.startswith(".git/")}
     assert layout == {
-        "README.md", "pair.toml", "dhcp/dhcpd.conf", "dhcp/dhcpd.failover.j2",
-        "dhcp/dhcpd6.conf", "dhcp/Configs/subnets.conf", "dhcp/Configs/hosts.conf",
+        "README.md", "pair.toml", "dhcp/dhcpd.conf", "dhcp/dhcpd6.conf",
+        "dhcp/Configs/subnets.conf", "dhcp/Configs/hosts.conf",
         "roles/primary/dhclient.conf", "roles/secondary/dhclient.conf",
+        # The template writes the primary's declaration in another order: kept as it is.
+        # The secondary's renders byte for byte: a template, from pair.toml.
+        "roles/primary/dhcpd.failover", "roles/secondary/dhcpd.failover.j2",
     }  # fmt: skip
+    assert "Kept as the servers have them, not as templates: `roles/primary/dhcpd.failover`" in (
+        (repo / "README.md").read_text()
+    )
     assert not any(SECRET in (repo / rel).read_text() for rel in layout)
     assert "dhcpd.keys" in (repo / "README.md").read_text()
 
@@ -254,7 +256,7 @@ def test_from_the_secondary_only_asks_for_the_primarys_values(
     repo = tmp_path / "repo"
     assert run_import("--from", pair["secondary"], "--role", "secondary", repo) == 0
     out = capsys.readouterr().out
-    assert "secondary: 5 files identical, dhcpd.failover equivalent" in out
+    assert "secondary: 6 files identical" in out  # the template renders it byte for byte
     assert "set the primary's mclt and split" in out
     toml_text = (repo / "pair.toml").read_text()
     assert "mclt" not in tomllib.loads(toml_text)["failover"] and "# mclt = " in toml_text
@@ -279,10 +281,10 @@ def test_failover_declared_inside_dhcpd_conf(
                       "--peer-from", sides["primary"], repo)  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "primary: 4 files identical, dhcpd.conf equivalent" in out
-    # The text around the declaration is the same, so one template serves both.
-    assert (repo / "dhcp/dhcpd.conf.j2").is_file()
-    assert not (repo / "roles/primary/dhcpd.conf.j2").exists()
+    assert "primary: 5 files identical" in out and "secondary: 5 files identical" in out
+    # The primary's declaration, which the template would reorder, is kept as it is.
+    assert (repo / "roles/primary/dhcpd.conf").is_file()
+    assert (repo / "roles/secondary/dhcpd.conf.j2").is_file()
     for role in ("primary", "secondary"):
         assert_renders_back(repo, role, role, sides[role], tmp_path)
 
@@ -323,7 +325,7 @@ def test_a_difference_is_listed_and_the_repo_kept(
                       "--peer-from", pair["secondary"], repo)  # fmt: skip
     out = capsys.readouterr().out
     assert code == 1
-    assert "primary: 5 files identical, dhcpd.failover equivalent" in out
+    assert "primary: 6 files identical" in out  # kept as it is
     assert (
         "  dhcpd.failover: failover peer_address: '192.0.2.9' on the server, '192.0.2.1' rendered"
         in out
@@ -450,3 +452,30 @@ def test_two_failover_peers_are_refused(
     err = capsys.readouterr().err
     assert 'declares 2 failover peers ("dhcp-failover" (dhcpd.failover:2)' in err
     assert not (tmp_path / "repo").exists()
+
+
+def test_two_servers_that_share_no_file_import_to_a_repo_that_renders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every file differs (a comment naming the server): all go to roles/, no dhcp/ at all,
+    and the repo renders and validates."""
+    sides = {}
+    for role, name in (("primary", "dhcp1"), ("secondary", "dhcp2")):
+        files = {rel: f"# {name}\n{text}" for rel, text in server_copy(role).items()}
+        sides[role] = write_copy(tmp_path / name, files)
+    repo = tmp_path / "repo"
+    code = run_import("--from", sides["primary"], "--role", "primary",
+                      "--peer-from", sides["secondary"], repo)  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not (repo / "dhcp").exists() and (repo / "roles/primary/dhcpd.conf").is_file()
+    for role in ("primary", "secondary"):
+        assert_renders_back(repo, role, role, sides[role], tmp_path)
+    done = subprocess.run([EXE, "validate", str(repo)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_pair_folder_without_roles_or_dhcp_is_still_refused(tmp_path: Path) -> None:
+    (tmp_path / "pair.toml").write_text("")
+    with pytest.raises(RenderError, match=r"no dhcp/ folder \(nor roles/\)"):
+        rendered(tmp_path, "primary", "n")

@@ -14,9 +14,9 @@ from agent.servers.dhcpd.conf import (
     OutsideInclude,
     Pool,
     Where,
-    inside_target,
     parse,
 )
+from agent.servers.dhcpd.workdir import inside_target
 
 T = "/etc/dhcp"  # the target the texts below are written for
 

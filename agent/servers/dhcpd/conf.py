@@ -14,12 +14,12 @@ read, a 0xFF byte where a top-level statement starts ending the file.
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agent.servers.dhcpd.lexer import Token, tokens
+from agent.servers.dhcpd.workdir import inside_target
 
 # Far beyond any real tree, these stop a tree that includes itself, or includes
 # the same files again and again (30 includes of 30 includes of ...), from hanging us.
@@ -123,37 +123,6 @@ def heads(
 
 
 # --- includes -----------------------------------------------------------------
-
-
-# dhcpd's working directory. Debian's service starts dhcpd from /, and the agent
-# does the same, both for dhcpd -t (sandbox.py) and for the dhcpd it supervises
-# (restart.py): a relative include then means the same file in validation, under
-# the agent and under the distribution's service (restart = "systemctl").
-WORKING_DIRECTORY = "/"
-
-
-def inside_target(path: str, target: str) -> str | None:
-    """An include's path relative to the target, or None when it leaves the target.
-
-    A relative include resolves as dhcpd resolves it, against its working
-    directory (/), not against the config folder: "hosts.conf" is /hosts.conf.
-    """
-    resolved = posixpath.normpath(posixpath.join(WORKING_DIRECTORY, path))
-    rel = posixpath.relpath(resolved, target)
-    return None if rel == ".." or rel.startswith("../") else rel
-
-
-def relative_refusal(path: str, target: str) -> str | None:
-    """Why a relative include meant under the config folder is refused (with the
-    absolute path meant), or None. Both include checks, sandbox.py's before dhcpd -t
-    and pair.py's, word it alike; one leaving the folder even so is "outside"."""
-    meant = posixpath.normpath(posixpath.join(target, path))
-    if path.startswith("/") or inside_target(meant, target) is None:
-        return None
-    return (
-        f'include "{path}" is relative: dhcpd resolves it against its working directory '
-        f'({WORKING_DIRECTORY}), not the config folder; write "{meant}"'
-    )
 
 
 # --- statements ---------------------------------------------------------------
@@ -360,8 +329,7 @@ def _pool(s: _Statement, scope: str) -> Pool:
 
 
 def _bare_range(s: _Statement, scope: str) -> Pool:
-    """A range written in a subnet or shared-network, outside any pool: dhcpd serves
-    it as a pool of its own, without failover, so the checks count it as one."""
+    """A range outside any pool: dhcpd serves it as a pool without failover."""
     return Pool(scope, None, tuple(_range(s.values()[1:])), s.where, s.seq, bare=True)
 
 

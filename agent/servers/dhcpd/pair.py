@@ -20,14 +20,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from agent.errors import Problem
 from agent.servers.base import WARNING
-from agent.servers.dhcpd.conf import (
-    DhcpConfig,
-    Failover,
-    OutsideInclude,
-    Pool,
-    Where,
-    relative_refusal,
-)
+from agent.servers.dhcpd.conf import DhcpConfig, Failover, OutsideInclude, Pool, Where
+from agent.servers.dhcpd.workdir import relative_refusal
 
 DEFAULT_PORT = 647  # dhcpd.conf(5): port and peer port default to the IANA failover port
 ROLES = ("primary", "secondary")

@@ -17,11 +17,11 @@ from agent.config import Dhcpd
 from agent.errors import CommandError, RestartError
 from agent.servers.base import Health
 from agent.servers.dhcpd import orphan
-from agent.servers.dhcpd.conf import WORKING_DIRECTORY
 from agent.servers.dhcpd.leases import LeaseSnapshot
 from agent.servers.dhcpd.orphan import STOP_GRACE, Adopted, Running
 from agent.servers.dhcpd.output import Output
 from agent.servers.dhcpd.sandbox import meaningful
+from agent.servers.dhcpd.workdir import WORKING_DIRECTORY
 
 log = logging.getLogger(__name__)
 

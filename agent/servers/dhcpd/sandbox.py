@@ -24,7 +24,7 @@ from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, Problem, SandboxError, ValidateError
 from agent.servers.dhcpd import lexer
-from agent.servers.dhcpd.conf import inside_target, relative_refusal
+from agent.servers.dhcpd.workdir import inside_target, relative_refusal
 from agent.servers.sandbox import BWRAP, INSTALL, check_it_ran, no_sandbox, sandbox_argv
 
 TIMEOUT = 300.0  # seconds: 50,000 host declarations parse in well under that
