@@ -23,7 +23,7 @@ from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import RenderError
 from agent.servers.dhcpd import conf
-from agent.servers.dhcpd.lift import block_span, holds_secret
+from agent.servers.dhcpd.lift import block_span, holds_secret, keys_moved
 from agent.servers.dhcpd.sandbox import validate
 from agent.servers.dhcpd.template import verbatim
 from agent.source.snapshot import RepoFile, WorkTree
@@ -479,3 +479,47 @@ def test_a_pair_folder_without_roles_or_dhcp_is_still_refused(tmp_path: Path) ->
     (tmp_path / "pair.toml").write_text("")
     with pytest.raises(RenderError, match=r"no dhcp/ folder \(nor roles/\)"):
         rendered(tmp_path, "primary", "n")
+
+
+def test_a_key_block_in_the_failover_file_moves_to_a_preserved_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The key block goes to dhcpd.failover.keys, left out of the repo (a secret) and
+    preserved; the failover file includes it in its place, and the declaration is lifted."""
+    sides = {}
+    for role in ("primary", "secondary"):
+        files = server_copy(role)
+        comment, block = files["dhcpd.failover"].split("\n", 1)
+        files["dhcpd.failover"] = f"{comment}\n{KEYS}{block}"
+        sides[role] = write_copy(tmp_path / role, files)
+        dhcpd_t(sides[role])
+    repo = tmp_path / "repo"
+    code = run_import("--from", sides["primary"], "--role", "primary",
+                      "--peer-from", sides["secondary"], repo)  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "primary: the key blocks of dhcpd.failover go to dhcpd.failover.keys" in out
+    assert 'preserve = ["dhcpd.failover.keys", "dhcpd.keys"]' in out
+    assert "dhcpd.failover.keys left out (secret)" in out and "dhcpd -t: ok" in out
+    layout = {rel for rel, _ in tree.files(repo) if not rel.startswith(".git/")}
+    assert not any(SECRET in (repo / rel).read_text() for rel in layout)
+    assert tomllib.loads((repo / "pair.toml").read_text())["failover"]["mclt"] == 3600
+    for role in ("primary", "secondary"):
+        failover = rendered(repo, role, role)["dhcpd.failover"].decode()
+        assert failover.startswith(f'{comment}\ninclude "/etc/dhcp/dhcpd.failover.keys";\n')
+        assert "secret" not in failover
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "keys"),
+    [
+        (KEYS + "omapi-key omapi_key;\n", 'include "k";\nomapi-key omapi_key;\n', KEYS),
+        ('key a { secret "x"; };\nkey "b" {\n secret "y";\n}\n',
+         'include "k";\n\n', 'key a { secret "x"; };\nkey "b" {\n secret "y";\n}\n'),
+        ('# key c { secret "z"; }\nzone example. { key ddns; }\n',
+         '# key c { secret "z"; }\nzone example. { key ddns; }\n', "\n"),
+    ],
+)  # fmt: skip
+def test_keys_moved(text: str, kept: str, keys: str) -> None:
+    """Top-level key blocks only (a zone's `key ddns;` stays), comments ignored."""
+    assert keys_moved(text.encode(), "k") == (kept.encode(), keys.encode())

@@ -13,7 +13,15 @@ from agent.errors import DhcpGitopsError
 from agent.servers.base import Copy, Files, Lifted, Proof
 from agent.servers.dhcpd import conf, proof, template
 from agent.servers.dhcpd.conf import Failover, OutsideInclude
-from agent.servers.dhcpd.lift import at, block_span, has_comments, holds_secret, lift, pair_toml
+from agent.servers.dhcpd.lift import (
+    at,
+    block_span,
+    has_comments,
+    holds_secret,
+    keys_moved,
+    lift,
+    pair_toml,
+)
 
 
 class Importer:
@@ -26,6 +34,11 @@ class Importer:
     def read(self, files: Files, role: str, where: str) -> Copy:
         parsed = conf.parse(files, self.dhcpd.config, str(self.target))
         failover = _the_failover(parsed.failovers, where, role)
+        moved: list[str] = []
+        if holds_secret(files[failover.where.file]):
+            files, moved = self._keys_moved(files, failover.where.file, where, role)
+            parsed = conf.parse(files, self.dhcpd.config, str(self.target))
+            failover = _the_failover(parsed.failovers, where, role)
         secrets = tuple(rel for rel, data in files.items() if holds_secret(data))
         if failover.where.file in secrets:
             raise DhcpGitopsError(
@@ -33,8 +46,25 @@ class Importer:
                 "a key secret: move the key statement into a file of its own (e.g. dhcpd.keys, "
                 "included from it) on the server, then import again"
             )
-        notes = _notes(role, files, failover, parsed.includes_outside, self.target)
+        notes = [*moved, *_notes(role, files, failover, parsed.includes_outside, self.target)]
         return Copy(role, where, dict(files), failover.where.file, secrets, tuple(notes))
+
+    def _keys_moved(self, files: Files, rel: str, where: str, role: str) -> tuple[Files, list[str]]:
+        """The key blocks of the failover file moved into a file of their own, which
+        stays on the server (preserved), so that the declaration can be lifted."""
+        keys = rel + ".keys"
+        if keys in files:
+            raise DhcpGitopsError(f"{Path(where) / rel} holds both the failover declaration "
+                                  f"and a key secret, and {keys} exists: move the key "
+                                  "statement into a file of its own on the server, then import "
+                                  "again")  # fmt: skip
+        include = f"{self.target}/{keys}"
+        kept, moved = keys_moved(files[rel], include)
+        note = (f"note: {role}: the key blocks of {rel} go to {keys}, which stays on the "
+                f'server (preserved); {rel} includes it ("{include}"): before the first '
+                f"deploy, write {include} on the server with the key blocks of {rel}; that "
+                f"deploy then rewrites {rel} and restarts dhcpd")  # fmt: skip
+        return {**files, rel: kept, keys: moved}, [note]
 
     def lift(self, copies: Mapping[str, Copy], names: Mapping[str, str], first: str) -> Lifted:
         failovers = {role: self._failover(copy) for role, copy in copies.items()}
