@@ -523,3 +523,19 @@ def test_a_key_block_in_the_failover_file_moves_to_a_preserved_file(
 def test_keys_moved(text: str, kept: str, keys: str) -> None:
     """Top-level key blocks only (a zone's `key ddns;` stays), comments ignored."""
     assert keys_moved(text.encode(), "k") == (kept.encode(), keys.encode())
+
+
+def test_a_relative_include_in_a_copy_is_named_with_the_path_meant(
+    pair: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = pair["primary"] / "dhcpd.conf"
+    main.write_text(
+        main.read_text().replace('"/etc/dhcp/Configs/hosts.conf"', '"Configs/hosts.conf"')
+    )
+    run_import("--from", pair["primary"], "--role", "primary", tmp_path / "repo")
+    out = capsys.readouterr().out
+    assert (
+        'warning: primary: dhcpd.conf:9: include "Configs/hosts.conf" is relative: dhcpd '
+        "resolves it against its working directory (/), not the config folder; write "
+        '"/etc/dhcp/Configs/hosts.conf"' in out
+    ), out

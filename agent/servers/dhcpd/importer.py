@@ -22,6 +22,7 @@ from agent.servers.dhcpd.lift import (
     lift,
     pair_toml,
 )
+from agent.servers.dhcpd.workdir import relative_refusal
 
 
 class Importer:
@@ -118,6 +119,10 @@ def _notes(
     target: Path,
 ) -> Iterator[str]:
     for inc in outside:
+        relative = relative_refusal(inc.path, str(target))
+        if relative is not None:
+            yield f"warning: {role}: {inc.file}:{inc.line}: {relative} (the agent refuses it)"
+            continue
         yield (f'warning: {role}: {inc.file}:{inc.line} includes "{inc.path}", outside '
                f"{target}: the agent refuses it; move that file under {target} on the "
                "servers")  # fmt: skip
