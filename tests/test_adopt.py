@@ -23,7 +23,7 @@ from agent.config import Dhcpd
 from agent.engine import render
 from agent.errors import RenderError
 from agent.servers.dhcpd import conf
-from agent.servers.dhcpd.lift import block_span, holds_secret
+from agent.servers.dhcpd.lift import block_span, holds_secret, keys_moved
 from agent.servers.dhcpd.sandbox import validate
 from agent.servers.dhcpd.template import verbatim
 from agent.source.snapshot import RepoFile, WorkTree
@@ -158,14 +158,12 @@ def read(folder: Path) -> dict[str, bytes]:
 
 
 def assert_renders_back(repo: Path, role: str, name: str, source: Path, tmp: Path) -> None:
-    """Checked here without adopt's own proof: same bytes but the failover file, whose
-    declaration parses the same, and dhcpd -t takes the rendered tree."""
+    """Checked here without adopt's own proof: the same bytes, the failover file too (the
+    first deploy changes nothing and restarts nothing), and dhcpd -t takes the tree."""
     files, expected = rendered(repo, role, name), read(source)
     del expected["dhcpd.keys"]
     assert SECRET.encode() not in files.pop("dhcpd.keys")  # a stand-in (server_only)
-    assert files.keys() == expected.keys()
-    assert {r for r in files if files[r] != expected[r]} <= {"dhcpd.failover", "dhcpd.conf"}
-    assert the_failover(files) == the_failover(expected)
+    assert files == expected
     stage = tmp / f"rendered-{role}"
     tree.write(stage, {**files, "dhcpd.keys": source.joinpath("dhcpd.keys").read_bytes()})
     dhcpd_t(stage)
@@ -187,10 +185,8 @@ def test_round_trip_of_a_classic_pair(
                       "--peer-from", pair["secondary"], "--names", "dhcp1,dhcp2", repo)  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    summary = (
-        "files identical, dhcpd.failover equivalent, dhcpd.keys left out (secret); dhcpd -t: ok"
-    )
-    assert f"primary: 5 {summary}" in out and f"secondary: 5 {summary}" in out
+    summary = "6 files identical, dhcpd.keys left out (secret); dhcpd -t: ok"
+    assert f"primary: {summary}" in out and f"secondary: {summary}" in out
     assert 'preserve = ["dhcpd.keys"]' in out and "equivalent: the repo renders back" in out
 
     toml = tomllib.loads((repo / "pair.toml").read_text())
@@ -203,10 +199,16 @@ def test_round_trip_of_a_classic_pair(
 
     layout = {rel for rel, _ in tree.files(repo) if not rel.startswith(".git/")}
     assert layout == {
-        "README.md", "pair.toml", "dhcp/dhcpd.conf", "dhcp/dhcpd.failover.j2", "dhcp/dhcpd.keys",
-        "dhcp/dhcpd6.conf", "dhcp/Configs/subnets.conf", "dhcp/Configs/hosts.conf",
+        "README.md", "pair.toml", "dhcp/dhcpd.conf", "dhcp/dhcpd.keys", "dhcp/dhcpd6.conf",
+        "dhcp/Configs/subnets.conf", "dhcp/Configs/hosts.conf",
         "roles/primary/dhclient.conf", "roles/secondary/dhclient.conf",
+        # The template writes the primary's declaration in another order: kept as it is.
+        # The secondary's renders byte for byte: a template, from pair.toml.
+        "roles/primary/dhcpd.failover", "roles/secondary/dhcpd.failover.j2",
     }  # fmt: skip
+    assert "Kept as the servers have them, not as templates: `roles/primary/dhcpd.failover`" in (
+        (repo / "README.md").read_text()
+    )
     assert not any(SECRET in (repo / rel).read_text() for rel in layout)
     assert "dhcpd.keys" in (repo / "README.md").read_text()
 
@@ -255,7 +257,7 @@ def test_from_the_secondary_only_asks_for_the_primarys_values(
     repo = tmp_path / "repo"
     assert run_import("--from", pair["secondary"], "--role", "secondary", repo) == 0
     out = capsys.readouterr().out
-    assert "secondary: 5 files identical, dhcpd.failover equivalent" in out
+    assert "secondary: 6 files identical" in out  # the template renders it byte for byte
     assert "set the primary's mclt and split" in out
     toml_text = (repo / "pair.toml").read_text()
     assert "mclt" not in tomllib.loads(toml_text)["failover"] and "# mclt = " in toml_text
@@ -280,10 +282,10 @@ def test_failover_declared_inside_dhcpd_conf(
                       "--peer-from", sides["primary"], repo)  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "primary: 4 files identical, dhcpd.conf equivalent" in out
-    # The text around the declaration is the same, so one template serves both.
-    assert (repo / "dhcp/dhcpd.conf.j2").is_file()
-    assert not (repo / "roles/primary/dhcpd.conf.j2").exists()
+    assert "primary: 5 files identical" in out and "secondary: 5 files identical" in out
+    # The primary's declaration, which the template would reorder, is kept as it is.
+    assert (repo / "roles/primary/dhcpd.conf").is_file()
+    assert (repo / "roles/secondary/dhcpd.conf.j2").is_file()
     for role in ("primary", "secondary"):
         assert_renders_back(repo, role, role, sides[role], tmp_path)
 
@@ -324,7 +326,7 @@ def test_a_difference_is_listed_and_the_repo_kept(
                       "--peer-from", pair["secondary"], repo)  # fmt: skip
     out = capsys.readouterr().out
     assert code == 1
-    assert "primary: 5 files identical, dhcpd.failover equivalent" in out
+    assert "primary: 6 files identical" in out  # kept as it is
     assert (
         "  dhcpd.failover: failover peer_address: '192.0.2.9' on the server, '192.0.2.1' rendered"
         in out
@@ -451,3 +453,90 @@ def test_two_failover_peers_are_refused(
     err = capsys.readouterr().err
     assert 'declares 2 failover peers ("dhcp-failover" (dhcpd.failover:2)' in err
     assert not (tmp_path / "repo").exists()
+
+
+def test_two_servers_that_share_no_file_import_to_a_repo_that_renders(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every file differs (a comment naming the server): all go to roles/, no dhcp/ at all,
+    and the repo renders and validates."""
+    sides = {}
+    for role, name in (("primary", "dhcp1"), ("secondary", "dhcp2")):
+        files = {rel: f"# {name}\n{text}" for rel, text in server_copy(role).items()}
+        sides[role] = write_copy(tmp_path / name, files)
+    repo = tmp_path / "repo"
+    code = run_import("--from", sides["primary"], "--role", "primary",
+                      "--peer-from", sides["secondary"], repo)  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert not (repo / "dhcp").exists() and (repo / "roles/primary/dhcpd.conf").is_file()
+    for role in ("primary", "secondary"):
+        assert_renders_back(repo, role, role, sides[role], tmp_path)
+    done = subprocess.run([EXE, "validate", str(repo)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_pair_folder_without_roles_or_dhcp_is_still_refused(tmp_path: Path) -> None:
+    (tmp_path / "pair.toml").write_text("")
+    with pytest.raises(RenderError, match=r"no dhcp/ folder \(nor roles/\)"):
+        rendered(tmp_path, "primary", "n")
+
+
+def test_a_key_block_in_the_failover_file_moves_to_a_preserved_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The key block goes to dhcpd.failover.keys, left out of the repo (a secret) and
+    preserved; the failover file includes it in its place, and the declaration is lifted."""
+    sides = {}
+    for role in ("primary", "secondary"):
+        files = server_copy(role)
+        comment, block = files["dhcpd.failover"].split("\n", 1)
+        files["dhcpd.failover"] = f"{comment}\n{KEYS}{block}"
+        sides[role] = write_copy(tmp_path / role, files)
+        dhcpd_t(sides[role])
+    repo = tmp_path / "repo"
+    code = run_import("--from", sides["primary"], "--role", "primary",
+                      "--peer-from", sides["secondary"], repo)  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "primary: the key blocks of dhcpd.failover go to dhcpd.failover.keys" in out
+    assert 'preserve = ["dhcpd.failover.keys", "dhcpd.keys"]' in out
+    assert "dhcpd.failover.keys left out (secret)" in out and "dhcpd -t: ok" in out
+    layout = {rel for rel, _ in tree.files(repo) if not rel.startswith(".git/")}
+    assert not any(SECRET in (repo / rel).read_text() for rel in layout)
+    assert tomllib.loads((repo / "pair.toml").read_text())["failover"]["mclt"] == 3600
+    for role in ("primary", "secondary"):
+        failover = rendered(repo, role, role)["dhcpd.failover"].decode()
+        assert failover.startswith(f'{comment}\ninclude "/etc/dhcp/dhcpd.failover.keys";\n')
+        assert "secret" not in failover
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "keys"),
+    [
+        (KEYS + "omapi-key omapi_key;\n", 'include "k";\nomapi-key omapi_key;\n', KEYS),
+        ('key a { secret "x"; };\nkey "b" {\n secret "y";\n}\n',
+         'include "k";\n\n', 'key a { secret "x"; };\nkey "b" {\n secret "y";\n}\n'),
+        ('# key c { secret "z"; }\nzone example. { key ddns; }\n',
+         '# key c { secret "z"; }\nzone example. { key ddns; }\n', "\n"),
+    ],
+)  # fmt: skip
+def test_keys_moved(text: str, kept: str, keys: str) -> None:
+    """Top-level key blocks only (a zone's `key ddns;` stays), comments ignored."""
+    assert keys_moved(text.encode(), "k") == (kept.encode(), keys.encode())
+
+
+def test_a_relative_include_in_a_copy_is_named_with_the_path_meant(
+    pair: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = pair["primary"] / "dhcpd.conf"
+    main.write_text(
+        main.read_text().replace('"/etc/dhcp/Configs/hosts.conf"', '"Configs/hosts.conf"')
+    )
+    run_import("--from", pair["primary"], "--role", "primary", tmp_path / "repo")
+    out = capsys.readouterr().out
+    assert (
+        'warning: primary: dhcpd.conf:9: include "Configs/hosts.conf" is relative: dhcpd '
+        "resolves it against its working directory (/), not the config folder; write "
+        '"/etc/dhcp/Configs/hosts.conf"' in out
+    ), out

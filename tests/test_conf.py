@@ -14,9 +14,9 @@ from agent.servers.dhcpd.conf import (
     OutsideInclude,
     Pool,
     Where,
-    inside_target,
     parse,
 )
+from agent.servers.dhcpd.workdir import inside_target
 
 T = "/etc/dhcp"  # the target the texts below are written for
 
@@ -114,6 +114,11 @@ def pool(subnet: str, peer: str | None, ranges: list[tuple[str, str]], line: int
     return Pool(subnet, peer, tuple(ranges), Where("dhcpd.conf", line), seq)
 
 
+def bare(subnet: str, ranges: list[tuple[str, str]], line: int, seq: int) -> Pool:
+    """A range outside any pool: a pool without failover, at the range's line."""
+    return replace(pool(subnet, None, ranges, line, seq), bare=True)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -151,8 +156,16 @@ def pool(subnet: str, peer: str | None, ranges: list[tuple[str, str]], line: int
         ),
         pytest.param(
             "subnet 192.0.2.0 netmask 255.255.255.0 { range 192.0.2.1 192.0.2.9; }",
-            [],
-            id="a-range-outside-a-pool-is-no-failover-pool",
+            [bare("192.0.2.0/24", [("192.0.2.1", "192.0.2.9")], 1, 2)],
+            id="a-range-outside-a-pool-is-a-pool-without-failover",
+        ),
+        pytest.param(
+            "shared-network lan {\n  range 192.0.2.1;\n  subnet 192.0.2.0 netmask 255.255.255.0 {\n"
+            "    range 192.0.2.5 192.0.2.9;\n    pool { range 192.0.2.20 192.0.2.29; }\n  }\n}",
+            [bare("shared-network lan", [("192.0.2.1", "192.0.2.1")], 2, 2),
+             bare("192.0.2.0/24", [("192.0.2.5", "192.0.2.9")], 4, 4),
+             pool("192.0.2.0/24", None, [("192.0.2.20", "192.0.2.29")], 5, 5)],
+            id="bare-ranges-at-their-own-lines",
         ),
         pytest.param(
             "subnet 192.0.2.1 netmask bad { pool { range 192.0.2.1 192.0.2.2 192.0.2.3; } }",
@@ -203,8 +216,8 @@ def test_hosts(text: str, expected: list[Host]) -> None:
 
 def test_includes_are_read_in_place_in_reading_order() -> None:
     config = parsed(
-        f'include "{T}/subnets.conf";\ninclude "failover.conf";\n',
-        subnets_conf='subnet 192.0.2.0 netmask 255.255.255.0 {\n  include "pool.conf";\n}\n',
+        f'include "{T}/subnets.conf";\ninclude "{T}/failover.conf";\n',
+        subnets_conf=f'subnet 192.0.2.0 netmask 255.255.255.0 {{\n  include "{T}/pool.conf";\n}}\n',
         pool_conf='pool { failover peer "f"; range 192.0.2.5; }\n',
         failover_conf='failover peer "f" { primary; }\n',
     )
@@ -218,11 +231,13 @@ def test_includes_are_read_in_place_in_reading_order() -> None:
 @pytest.mark.parametrize(
     ("main", "outside"),
     [
-        ('include "/etc/shadow";', [OutsideInclude("dhcpd.conf", 1, "/etc/shadow")]),
-        ('\ninclude "../shadow";', [OutsideInclude("dhcpd.conf", 2, "../shadow")]),
-        ('include "/etc/dhcp-other/x";', [OutsideInclude("dhcpd.conf", 1, "/etc/dhcp-other/x")]),
-        ('include "sub/../../x";', [OutsideInclude("dhcpd.conf", 1, "sub/../../x")]),
-        ('include "/etc/dhcp/sub/../a.conf";', [OutsideInclude("a.conf", 1, "/etc/passwd")]),
+        ('include "/etc/shadow";', [OutsideInclude("dhcpd.conf", 1, "/etc/shadow", T)]),
+        ('\ninclude "../shadow";', [OutsideInclude("dhcpd.conf", 2, "../shadow", T)]),
+        ('include "/etc/dhcp-other/x";', [OutsideInclude("dhcpd.conf", 1, "/etc/dhcp-other/x", T)]),
+        ('include "sub/../../x";', [OutsideInclude("dhcpd.conf", 1, "sub/../../x", T)]),
+        # dhcpd resolves a relative include against its working directory, /: outside.
+        ('include "a.conf";', [OutsideInclude("dhcpd.conf", 1, "a.conf", T)]),
+        ('include "/etc/dhcp/sub/../a.conf";', [OutsideInclude("a.conf", 1, "/etc/passwd", T)]),
         ('# include "/etc/shadow";\noption x "include \\"/etc/shadow\\";";', []),
         ('include "/etc/dhcp/missing.conf";', []),
     ],
@@ -234,14 +249,14 @@ def test_includes_outside_the_target(main: str, outside: list[OutsideInclude]) -
 
 
 def test_an_include_cycle_ends() -> None:
-    config = parsed('include "a.conf";', a_conf='include "dhcpd.conf";\nhost h { }')
+    config = parsed(f'include "{T}/a.conf";', a_conf=f'include "{T}/dhcpd.conf";\nhost h {{ }}')
     assert [h.name for h in config.hosts] == ["h"]
 
 
 def test_the_same_file_included_often_does_not_blow_up() -> None:
     """Each level includes the next 30 times: 30**5 reads of the last file unless capped."""
-    levels = {f"l{i}_conf": f'include "l{i + 1}.conf";\n' * 30 for i in range(5)}
-    config = parsed('include "l0.conf";', **levels, l5_conf="host h { }")
+    levels = {f"l{i}_conf": f'include "{T}/l{i + 1}.conf";\n' * 30 for i in range(5)}
+    config = parsed(f'include "{T}/l0.conf";', **levels, l5_conf="host h { }")
     assert 0 < len(config.hosts) <= MAX_INCLUDES
 
 
@@ -289,8 +304,9 @@ def test_a_missing_main_file_is_an_empty_config() -> None:
     ("path", "inside"),
     [
         ("/etc/dhcp/a.conf", "a.conf"),
-        ("a.conf", "a.conf"),
-        ("sub/b.conf", "sub/b.conf"),
+        ("a.conf", None),  # dhcpd's working directory is /: this is /a.conf
+        ("sub/b.conf", None),
+        ("etc/dhcp/a.conf", "a.conf"),  # /etc/dhcp/a.conf, from /
         ("/etc/dhcp/sub/../a.conf", "a.conf"),
         ("/etc/dhcp", "."),
         ("/etc/shadow", None),

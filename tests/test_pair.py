@@ -270,6 +270,33 @@ CASES = [
                     "lease the same addresses")],
         id="common-pool-without-failover",
     ),
+    # A range written straight in the subnet, as mruz/las app/cli/views/DHCP.volt
+    # writes it ("subnet ... { ...; range {{ lan.DHCP }}; ... }"), on both servers.
+    pytest.param(
+        both("subnets.conf", "  option routers 192.0.2.254;\n",
+             "  option routers 192.0.2.254;\n  range 192.0.2.20 192.0.2.40;\n"),
+        [(P_SUB, 3, "the range in 192.0.2.0/24 outside any pool (no failover peer, range "
+                    "192.0.2.20 - 192.0.2.40) is on both servers without a failover peer: "
+                    "both would lease the same addresses (duplicate leases)")],
+        id="bare-range-on-both-sides",
+    ),
+    # voxpupuli/puppet-dhcp templates/dhcpd.pool.erb (an old version) writes
+    # "pool { range <%= range %>; }" without the failover peer; the other server's
+    # range, written bare, overlaps it.
+    pytest.param(
+        [Edit("primary", "subnets.conf", '    failover peer "dhcp-failover";\n'
+              "    range 198.51.100.100", "    range 198.51.100.100"),
+         Edit("secondary", "subnets.conf",
+              '  pool {\n    failover peer "dhcp-failover";\n'
+              "    range 198.51.100.100 198.51.100.199;\n  }\n",
+              "  range 198.51.100.150 198.51.100.250;\n")],
+        [(P_SUB, 9, "the primary's pool in 198.51.100.0/24 (no failover peer, range "
+                    "198.51.100.100 - 198.51.100.199) and the secondary's range in "
+                    "198.51.100.0/24 outside any pool (no failover peer, range 198.51.100.150 - "
+                    "198.51.100.250, subnets.conf:9) share addresses 198.51.100.150 - "
+                    "198.51.100.199 without a failover peer")],
+        id="pool-without-failover-overlaps-a-bare-range",
+    ),
     pytest.param(
         both("hosts.conf", "fixed-address 192.0.2.10;", "fixed-address 192.0.2.150;"),
         [(f"{role}:hosts.conf", 1, f"{WARNING}host printer-1 has fixed-address 192.0.2.150 "
@@ -523,3 +550,28 @@ def test_dangers(role: str, edits: list[Edit], expected: list[str]) -> None:
     assert len(warnings) == len(expected), warnings
     for warning, fragment in zip(warnings, expected, strict=True):
         assert fragment in warning
+
+
+def test_a_bare_range_that_shrinks_is_a_danger() -> None:
+    """A range outside any pool serves addresses too: shrinking it strands their clients."""
+    routers = "  option routers 192.0.2.254;\n"
+    bare = routers + "  range 192.0.2.20 192.0.2.40;\n"
+    before = parsed_side("primary", [Edit("primary", "subnets.conf", routers, bare)])
+    shrunk = bare.replace(".40;", ".30;")
+    after = parsed_side("primary", [Edit("primary", "subnets.conf", routers, shrunk)])
+    assert [p.where.line for p in before.pools if p.bare] == [3]
+    warnings = dangers(before, after)
+    assert len(warnings) == 1, warnings
+    assert "addresses 192.0.2.31 - 192.0.2.40 leave the pools" in warnings[0]
+
+
+def test_a_relative_include_is_refused_by_the_pair_check_too() -> None:
+    """dhcpd resolves it against its working directory, /, not the config folder."""
+    relative = Edit(
+        "primary", "dhcpd.conf", 'include "{target}/hosts.conf"', 'include "hosts.conf"'
+    )
+    problems = check_one(parsed_side("primary", [relative]), "primary")
+    assert [(p.file, p.line, p.message) for p in problems] == [
+        ("primary:dhcpd.conf", 5, 'include "hosts.conf" is relative: dhcpd resolves it against '
+         'its working directory (/), not the config folder; write "/etc/dhcp/hosts.conf"')
+    ]  # fmt: skip

@@ -82,6 +82,21 @@ def test_github_and_gitlab_formats(repo: ConfigRepo) -> None:
     assert report[0]["location"]["path"].endswith("subnets.conf.j2")
 
 
+def test_an_error_without_a_line_names_the_main_file_in_every_format(repo: ConfigRepo) -> None:
+    """dhcpd -t's "Failover configuration sanity check failed" has no file or line: it is
+    the main config's, with the cause dhcpd printed before it."""
+    repo.replace("dhcp/subnets.conf.j2", '    failover peer "{{ pair.failover.name }}";\n', "")
+    cause = "Failover configuration sanity check failed: ERROR: Failover peer"
+    text = cli("validate", str(repo.work)).stdout
+    assert f"dhcp/dhcpd.conf.j2: error: [primary] {cause}" in text, text
+    github = cli("validate", str(repo.work), "--format", "github").stdout
+    assert re.search(r"^::error file=dhcp/dhcpd\.conf\.j2,title=dhcp-gitops primary::"
+                     + re.escape(cause), github, re.M), github  # fmt: skip
+    report = json.loads(cli("validate", str(repo.work), "--format", "gitlab").stdout)
+    sanity = [r for r in report if cause in r["description"]]
+    assert sanity and {r["location"]["path"] for r in sanity} == {"dhcp/dhcpd.conf.j2"}, report
+
+
 def test_a_fixed_address_inside_a_range_is_a_warning(repo: ConfigRepo) -> None:
     repo.replace("dhcp/hosts.conf", "fixed-address 192.0.2.10;", "fixed-address 192.0.2.150;")
     done = cli("validate", str(repo.work))

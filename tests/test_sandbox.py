@@ -65,6 +65,36 @@ def test_unlocated_errors_are_kept() -> None:
     assert "Can't open" in problem.message
 
 
+# A failover peer no pool refers to: dhcpd -t prints the cause, then a line without a
+# file or line number ("Failover configuration sanity check failed").
+NO_REFERRING_POOLS = """\
+failover peer "dhcp-failover" {
+  primary;
+  address 192.0.2.1;
+  peer address 192.0.2.2;
+  mclt 1800;
+  split 128;
+}
+subnet 192.0.2.0 netmask 255.255.255.0 {
+  range 192.0.2.100 192.0.2.199;
+}
+"""
+
+
+def test_an_error_without_a_line_keeps_the_main_file_and_its_causes(
+    tmp_path: Path, dhcpd_binary: str
+) -> None:
+    stage, target = staged(tmp_path, {"dhcpd.conf": NO_REFERRING_POOLS})
+    (problem,) = run_dhcpd_t(stage, target, Dhcpd(binary=dhcpd_binary))
+    assert (problem.file, problem.line) == (str(target / "dhcpd.conf"), None), problem
+    assert problem.message.startswith(
+        "Failover configuration sanity check failed: ERROR: Failover peer, dhcp-failover, "
+        "has no referring pools."
+    ), problem.message
+    assert any("has no referring pools" in line for line in problem.context), problem.context
+    assert not any(line.startswith(("Config file", "PID file")) for line in problem.context)
+
+
 @pytest.mark.parametrize(
     ("text", "found"),
     [
@@ -161,10 +191,37 @@ def test_a_backslash_in_an_include_path_is_refused_even_inside(tmp_path: Path) -
 
 
 def test_an_include_inside_is_followed_as_dhcpd_reads_its_path(tmp_path: Path) -> None:
-    files = {"dhcpd.conf": b'include "a\xff.conf";', "a": b'include "/etc/passwd";'}
-    stage, target = staged_bytes(tmp_path, files)  # dhcpd opens "a": 0xFF ends the string
+    target = tmp_path / "etc" / "dhcp"
+    files = {"dhcpd.conf": b'include "%s/a\xff.conf";' % bytes(target), "a": b'include "/x";'}
+    stage, target = staged_bytes(tmp_path, files)  # dhcpd opens ".../a": 0xFF ends the string
     (problem,) = outside_includes(stage, target, "dhcpd.conf")
     assert problem.file == f"{target}/a"
+
+
+@pytest.mark.parametrize("path", ["hosts.conf", "sub/../hosts.conf", "./hosts.conf"])
+def test_a_relative_include_is_refused_with_the_absolute_path_meant(
+    tmp_path: Path, path: str
+) -> None:
+    """dhcpd runs from / (as Debian's service starts it): "hosts.conf" is /hosts.conf."""
+    files = {"dhcpd.conf": f'authoritative;\ninclude "{path}";\n', "hosts.conf": "\n"}
+    stage, target = staged(tmp_path, files)
+    (problem,) = outside_includes(stage, target, "dhcpd.conf")
+    assert (problem.file, problem.line) == (f"{target}/dhcpd.conf", 2)
+    assert problem.message == (
+        f'include "{path}" is relative: dhcpd resolves it against its working directory (/), '
+        f'not the config folder; write "{target}/hosts.conf"'
+    )
+
+
+def test_validate_refuses_a_relative_include_before_dhcpd_runs(tmp_path: Path) -> None:
+    files = {"dhcpd.conf": 'include "hosts.conf";\n', "hosts.conf": "authoritative;\n"}
+    stage, target = staged(tmp_path, files)
+    not_run = Dhcpd(binary=str(tmp_path / "no-dhcpd-here"))  # dhcpd -t would fail as missing
+    with pytest.raises(ValidateError) as raised:
+        validate(stage, target, not_run, {"dhcpd.conf": "dhcp/dhcpd.conf"})
+    (problem,) = raised.value.problems
+    assert (problem.source, problem.line) == ("dhcp/dhcpd.conf", 1)
+    assert "is relative" in problem.message
 
 
 def test_validate_reads_the_staged_include_not_the_live_one(

@@ -31,6 +31,7 @@ from agent.source.snapshot import RepoFile, Snapshot
 
 TEMPLATE_SUFFIX = renderer.TEMPLATE_SUFFIX
 BASE = "dhcp"
+ROLES_FOLDER = "roles"  # roles/<role>/, laid over dhcp/
 COMMON = "common"  # at the repo root, laid under every pair's dhcp/
 PAIR_FILE = "pair.toml"
 STDERR_TAIL = 2048  # bytes of the renderer's stderr read back, for a message
@@ -69,7 +70,12 @@ def render_pair(
     if base is None:
         if pair and not snapshot.exists(pair):
             raise RenderError(pair, "pair folder not found")
-        raise RenderError(f"{base_folder}/", "no dhcp/ folder in the pair folder")
+        # Two servers that share no file (an import of a pair kept apart) have all
+        # their files in roles/: git keeps no empty dhcp/, and a placeholder file in
+        # it would go live, so a pair folder with roles/ renders without dhcp/.
+        if not snapshot.exists(join_path(pair, ROLES_FOLDER)):
+            raise RenderError(f"{base_folder}/", "no dhcp/ folder (nor roles/) in the pair folder")
+        base = []
     overlay_folder = join_path(pair, role_folder(role))
     layers = [
         (COMMON, snapshot.read(COMMON) or []),

@@ -30,7 +30,7 @@ from agent.engine.roles import server_only_of
 from agent.errors import DhcpGitopsError, RenderError, UsageError
 from agent.review.copies import read_copy
 from agent.servers.base import Copy, Importer, Lifted, Proof
-from agent.source.snapshot import WorkTree
+from agent.source.snapshot import RepoFile, WorkTree
 
 ROLES = ("primary", "secondary")
 AUTHOR = git.Actor("dhcp-gitops import", "dhcp-gitops@localhost")
@@ -107,22 +107,65 @@ Entry = tuple[str, bytes]  # (path below dhcp/ or roles/<role>/, content)
 def repo_files(
     copies: Mapping[str, Copy], lifted: Lifted, options: Options, importer: Importer
 ) -> dict[str, bytes]:
-    entries = {role: entries_of(copy, lifted, importer) for role, copy in copies.items()}
+    entries = {role: entries_of(c, lifted, importer) for role, c in copies.items()}
+    kept = kept_verbatim(copies, layout(entries), lifted, options, importer)
+    entries |= {role: entries_of(copies[role], lifted, importer, True) for role in kept}
     files = layout(entries)
     files["pair.toml"] = (_server_only(_preserve(copies)) + lifted.pair_toml).encode()
-    files["README.md"] = readme(options, copies, lifted).encode()
+    files["README.md"] = readme(options, copies, lifted, kept).encode()
     return files
 
 
-def entries_of(copy: Copy, lifted: Lifted, importer: Importer) -> dict[str, Entry]:
+def kept_verbatim(
+    copies: Mapping[str, Copy],
+    files: Mapping[str, bytes],
+    lifted: Lifted,
+    options: Options,
+    importer: Importer,
+) -> list[str]:
+    """The roles whose pair file the template renders equivalent but not byte for byte
+    (it writes the declaration in an order and layout of its own): that file is kept
+    as the server has it, so that the first deploy changes nothing and restarts
+    nothing. A file the template gets wrong keeps the template, for the proof to name
+    the difference. Only with both copies: from one, the other server's file is the
+    template's."""
+    if len(copies) < 2:
+        return []
+    kept = []
+    for role, copy in copies.items():
+        try:
+            tree = _rendered(files, lifted, role, options)
+        except RenderError:
+            continue  # the proof says so
+        if copy.pair_file in importer.prove(copy, tree.files, tree.sources).equivalent:
+            kept.append(role)
+    return kept
+
+
+def _rendered(
+    files: Mapping[str, bytes], lifted: Lifted, role: str, options: Options
+) -> render.Rendered:
+    """The role's tree from the repo files before they are written."""
+    folders = (render.BASE, render.role_folder(role))
+    layers = [
+        (f, [RepoFile(p, d) for p, d in files.items() if p.startswith(f + "/")]) for f in folders
+    ]
+    pair_toml = RepoFile(render.PAIR_FILE, lifted.pair_toml.encode())
+    values = render.variables(options.names[role], role, str(options.target), pair_toml)
+    return render.render(layers, values)
+
+
+def entries_of(
+    copy: Copy, lifted: Lifted, importer: Importer, verbatim: bool = False
+) -> dict[str, Entry]:
     """Live path -> repo entry: a file holding secrets as its stand-in (dummy secrets);
-    the file declaring the pair and any file that is named *.j2 already become
-    templates (one that renders its text unchanged)."""
+    the file declaring the pair (unless kept verbatim) and any file that is named *.j2
+    already become templates (one that renders its text unchanged)."""
     entries: dict[str, Entry] = {}
     for rel, data in copy.files.items():
         if rel in copy.secrets:
             entries[rel] = (rel, importer.stand_in(data))
-        elif rel == copy.pair_file:
+        elif rel == copy.pair_file and not verbatim:
             template = lifted.templates[copy.role]
             entries[rel] = (rel + render.TEMPLATE_SUFFIX, template.encode())
         elif rel.endswith(render.TEMPLATE_SUFFIX):
@@ -183,7 +226,9 @@ def _from_where(options: Options) -> str:
     return " and ".join(said)
 
 
-def readme(options: Options, copies: Mapping[str, Copy], lifted: Lifted) -> str:
+def readme(
+    options: Options, copies: Mapping[str, Copy], lifted: Lifted, kept: Sequence[str] = ()
+) -> str:
     return f"""# DHCP failover pair "{lifted.name}"
 
 Imported by `dhcp-gitops import` from {_from_where(options)}: copies of
@@ -194,10 +239,21 @@ byte, except the failover declaration, which `pair.toml` now describes once.
   server's declaration from it (the text around the declaration is kept as it was)
 - `dhcp/`: files both servers have alike
 - `roles/primary/`, `roles/secondary/`: files that differ, or that one server lacks
-{_secrets_note(_preserve(copies))}
+{_secrets_note(_preserve(copies))}{_kept_note(copies, kept)}
 Next: `dhcp-gitops validate .`, push to your forge, and point each server's agent
 at it (agent.toml `[source] url`, `[node] name` and `role`).
 """
+
+
+def _kept_note(copies: Mapping[str, Copy], kept: Sequence[str]) -> str:
+    if not kept:
+        return ""
+    files = ", ".join(f"`{render.role_folder(r)}/{copies[r].pair_file}`" for r in kept)
+    return (f"\nKept as the servers have them, not as templates: {files}. The template "
+            "would write\nthe failover declaration in its own order and layout, and the "
+            "first deploy would\nthen rewrite the file and restart dhcpd. `pair.toml` "
+            "describes the declaration;\nto render it from there, replace the file by "
+            "the template in a change of its own.\n")  # fmt: skip
 
 
 def _secrets_note(preserve: list[str]) -> str:

@@ -18,9 +18,10 @@ def as_github(findings: Iterable[Finding]) -> str:
     """GitHub workflow commands: each finding annotates its file and line in the PR."""
     lines = []
     for f in findings:
-        props = f"file={_gh_prop(f.path)}" + (f",line={f.problem.line}" if f.problem.line else "")
-        lines.append(f"::{f.severity} {props},title={_gh_prop('dhcp-gitops ' + f.role)}"
-                     f"::{_gh_data(f.message)}")  # fmt: skip
+        props = [f"file={_gh_prop(f.path)}"] if f.path else []  # no file: the run's annotation
+        props += [f"line={f.problem.line}"] if f.path and f.problem.line else []
+        props.append(f"title={_gh_prop('dhcp-gitops ' + f.role)}")
+        lines.append(f"::{f.severity} {','.join(props)}::{_gh_data(f.message)}")
     return "".join(line + "\n" for line in lines)
 
 

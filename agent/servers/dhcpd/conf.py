@@ -14,12 +14,12 @@ read, a 0xFF byte where a top-level statement starts ending the file.
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agent.servers.dhcpd.lexer import Token, tokens
+from agent.servers.dhcpd.workdir import inside_target
 
 # Far beyond any real tree, these stop a tree that includes itself, or includes
 # the same files again and again (30 includes of 30 includes of ...), from hanging us.
@@ -38,6 +38,7 @@ class OutsideInclude(Where):
     """An include statement whose file is not under the target (a Where with its path)."""
 
     path: str
+    target: str = ""  # the folder it left, to name the absolute path a relative one meant
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,14 @@ class Failover:
 
 @dataclass(frozen=True)
 class Pool:
+    """A `pool { }`, or a bare `range` in a subnet or shared-network (peer None)."""
+
     subnet: str  # "192.0.2.0/24", or "shared-network NAME" for a pool directly in one
     peer: str | None  # the failover peer the pool names
     ranges: tuple[tuple[str, str], ...]  # (low, high); "range 192.0.2.5;" gives (x, x)
     where: Where
     seq: int
+    bare: bool = False  # a range outside any pool
 
 
 @dataclass(frozen=True)
@@ -122,17 +126,6 @@ def heads(
 
 
 # --- includes -----------------------------------------------------------------
-
-
-def inside_target(path: str, target: str) -> str | None:
-    """An include's path relative to the target, or None when it leaves the target.
-
-    Relative includes resolve against dhcpd's working directory, which is the
-    target both when validating and when serving.
-    """
-    resolved = posixpath.normpath(posixpath.join(target, path))
-    rel = posixpath.relpath(resolved, target)
-    return None if rel == ".." or rel.startswith("../") else rel
 
 
 # --- statements ---------------------------------------------------------------
@@ -250,7 +243,7 @@ class _Reader:
     def _include(self, rel: str, line: int, path: str) -> list[_Statement]:
         inside = inside_target(path, self.target)
         if inside is None:
-            self.outside.append(OutsideInclude(rel, line, path))
+            self.outside.append(OutsideInclude(rel, line, path, self.target))
             return []
         return self.read(inside)
 
@@ -298,6 +291,8 @@ def _walk(statements: Sequence[_Statement], found: _Found) -> None:
     while todo:
         s, scope = todo.pop()
         if s.body is None:
+            if scope and s.words()[:1] == ["range"]:
+                found.pools.append(_bare_range(s, scope))
             continue
         words, values = s.words(), s.values()
         keyword = words[0] if words else ""
@@ -338,6 +333,11 @@ def _pool(s: _Statement, scope: str) -> Pool:
         elif words[:1] == ["range"]:
             ranges += _range(child.values()[1:])
     return Pool(scope, peer, tuple(ranges), s.where, s.seq)
+
+
+def _bare_range(s: _Statement, scope: str) -> Pool:
+    """A range outside any pool: dhcpd serves it as a pool without failover."""
+    return Pool(scope, None, tuple(_range(s.values()[1:])), s.where, s.seq, bare=True)
 
 
 def _range(words: Sequence[str]) -> list[tuple[str, str]]:

@@ -18,10 +18,12 @@ from agent.servers.dhcpd.lift import (
     block_span,
     has_comments,
     holds_secret,
+    keys_moved,
     lift,
     pair_toml,
     stand_in,
 )
+from agent.servers.dhcpd.workdir import relative_refusal
 
 
 class Importer:
@@ -34,6 +36,11 @@ class Importer:
     def read(self, files: Files, role: str, where: str) -> Copy:
         parsed = conf.parse(files, self.dhcpd.config, str(self.target))
         failover = _the_failover(parsed.failovers, where, role)
+        moved: list[str] = []
+        if holds_secret(files[failover.where.file]):
+            files, moved = self._keys_moved(files, failover.where.file, where, role)
+            parsed = conf.parse(files, self.dhcpd.config, str(self.target))
+            failover = _the_failover(parsed.failovers, where, role)
         secrets = tuple(rel for rel, data in files.items() if holds_secret(data))
         if failover.where.file in secrets:
             raise DhcpGitopsError(
@@ -41,8 +48,25 @@ class Importer:
                 "a key secret: move the key statement into a file of its own (e.g. dhcpd.keys, "
                 "included from it) on the server, then import again"
             )
-        notes = _notes(role, files, failover, parsed.includes_outside, self.target)
+        notes = [*moved, *_notes(role, files, failover, parsed.includes_outside, self.target)]
         return Copy(role, where, dict(files), failover.where.file, secrets, tuple(notes))
+
+    def _keys_moved(self, files: Files, rel: str, where: str, role: str) -> tuple[Files, list[str]]:
+        """The key blocks of the failover file moved into a file of their own, which
+        stays on the server (preserved), so that the declaration can be lifted."""
+        keys = rel + ".keys"
+        if keys in files:
+            raise DhcpGitopsError(f"{Path(where) / rel} holds both the failover declaration "
+                                  f"and a key secret, and {keys} exists: move the key "
+                                  "statement into a file of its own on the server, then import "
+                                  "again")  # fmt: skip
+        include = f"{self.target}/{keys}"
+        kept, moved = keys_moved(files[rel], include)
+        note = (f"note: {role}: the key blocks of {rel} go to {keys}, which stays on the "
+                f'server (preserved); {rel} includes it ("{include}"): before the first '
+                f"deploy, write {include} on the server with the key blocks of {rel}; that "
+                f"deploy then rewrites {rel} and restarts dhcpd")  # fmt: skip
+        return {**files, rel: kept, keys: moved}, [note]
 
     def lift(self, copies: Mapping[str, Copy], names: Mapping[str, str], first: str) -> Lifted:
         failovers = {role: self._failover(copy) for role, copy in copies.items()}
@@ -99,6 +123,10 @@ def _notes(
     target: Path,
 ) -> Iterator[str]:
     for inc in outside:
+        relative = relative_refusal(inc.path, str(target))
+        if relative is not None:
+            yield f"warning: {role}: {inc.file}:{inc.line}: {relative} (the agent refuses it)"
+            continue
         yield (f'warning: {role}: {inc.file}:{inc.line} includes "{inc.path}", outside '
                f"{target}: the agent refuses it; move that file under {target} on the "
                "servers")  # fmt: skip

@@ -92,6 +92,53 @@ def _value_span(tok: Token) -> tuple[int, int]:
     return (tok.start + 1, tok.end - 1) if tok.kind == "string" else (tok.start, tok.end)
 
 
+def key_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) byte offsets of each top-level `key NAME { ... }` (with its `;`, if
+    one follows), read with the lexer dhcpd's reading is modelled on."""
+    code = [t for t in tokens(data) if t.kind not in ("comment", "end")]
+    spans: list[tuple[int, int]] = []
+    depth, starts_statement, i = 0, True, 0
+    while i < len(code):
+        tok = code[i]
+        if depth == 0 and starts_statement and tok.kind == "name" and tok.value.lower() == "key":
+            end = _block_end(code, i)
+            if end is not None:
+                spans.append((tok.start, code[end].end))
+                i, starts_statement = end + 1, True
+                continue
+        if tok.kind == "punct" and tok.value in "{}":
+            depth += 1 if tok.value == "{" else -1
+        starts_statement = tok.kind == "punct" and tok.value in (";", "{", "}")
+        i += 1
+    return spans
+
+
+def _block_end(code: Sequence[Token], key: int) -> int | None:
+    """The index of the `}` (or the `;` after it) closing the key block at `key`."""
+    depth = 0
+    for n in range(key + 1, len(code)):
+        tok = code[n]
+        if tok.kind == "punct" and tok.value in "{}":
+            depth += 1 if tok.value == "{" else -1
+            if depth == 0:
+                semicolon = n + 1 < len(code) and code[n + 1].value == ";"
+                return n + 1 if semicolon else n
+    return None
+
+
+def keys_moved(data: bytes, include: str) -> tuple[bytes, bytes]:
+    """(the file with its key blocks out and `include` in the first one's place, the key
+    blocks as a file of their own): the secrets stay on the server, the rest can be
+    lifted."""
+    spans = key_spans(data)
+    kept, keys, at_ = [], [], 0
+    for n, (start, end) in enumerate(spans):
+        kept.append(data[at_:start] + (f'include "{include}";'.encode() if n == 0 else b""))
+        keys.append(data[start:end])
+        at_ = end
+    return b"".join(kept) + data[at_:], b"\n".join(keys) + b"\n"
+
+
 # --- where the declaration is -----------------------------------------------------
 
 

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from agent.errors import Problem
 from agent.servers.base import WARNING
-from agent.servers.dhcpd.conf import DhcpConfig, Failover, Pool, Where
+from agent.servers.dhcpd.conf import DhcpConfig, Failover, OutsideInclude, Pool, Where
+from agent.servers.dhcpd.workdir import relative_refusal
 
 DEFAULT_PORT = 647  # dhcpd.conf(5): port and peer port default to the IANA failover port
 ROLES = ("primary", "secondary")
@@ -55,16 +56,16 @@ def _problem(role: str, where: Where, message: str) -> Problem:
 
 
 def _outside_includes(config: DhcpConfig, role: str) -> list[Problem]:
-    """dhcpd echoes the lines of a file it cannot parse: /etc/shadow would leak."""
-    return [
-        _problem(
-            role,
-            inc,
-            f'include "{inc.path}" is outside the config folder: refused (dhcpd would echo '
-            "its lines into error reports); include only files under the config folder",
-        )
-        for inc in config.includes_outside
-    ]
+    """dhcpd echoes the lines of a file it cannot parse: /etc/shadow would leak.
+    A relative include is outside too, as dhcpd resolves it (against /)."""
+    return [_problem(role, inc, _outside_said(inc)) for inc in config.includes_outside]
+
+
+def _outside_said(inc: OutsideInclude) -> str:
+    return relative_refusal(inc.path, inc.target) or (
+        f'include "{inc.path}" is outside the config folder: refused (dhcpd would echo '
+        "its lines into error reports); include only files under the config folder"
+    )
 
 
 def _failover_alone(f: Failover, role: str) -> list[Problem]:
@@ -266,8 +267,8 @@ def _peer_port_said(mine: Failover, theirs: Failover, me: str) -> str | None:
 def _pools(primary: DhcpConfig, secondary: DhcpConfig) -> list[Problem]:
     """Failover pools identical on both sides; no common pool without failover."""
     renamed = _renamed(primary, secondary)
-    lone_p, lone_s, shared = _match_pools(primary.pools, secondary.pools, renamed)
-    problems = [_unshared(p) for p in shared if p.peer is None]
+    lone_p, lone_s, _ = _match_pools(primary.pools, secondary.pools, renamed)
+    problems = _common_without_failover(primary.pools, secondary.pools)
     return problems + [_pool_differs(*pair) for pair in _pair_up(lone_p, lone_s)]
 
 
@@ -327,17 +328,58 @@ def _pool_differs(me: str, pool: Pool, theirs: Pool | None) -> Problem:
     return _problem(me, pool.where, message)
 
 
-def _unshared(pool: Pool) -> Problem:
+def _common_without_failover(primary: Sequence[Pool], secondary: Sequence[Pool]) -> list[Problem]:
     """dhcpd.conf(5): "You must not have any common address pools on which you are not
-    doing failover": both servers would lease the same addresses."""
+    doing failover": both servers would lease the same addresses (duplicate leases).
+    A bare range is such a pool; any overlap counts, not only identical pools."""
+    mine = [p for p in primary if p.peer is None]
+    theirs = [s for s in secondary if s.peer is None]
+    return [
+        _unshared(p, s, common)
+        for p in mine
+        for s in theirs
+        if (common := _overlap(_intervals(p), _intervals(s))) is not None
+    ]
+
+
+def _unshared(pool: Pool, theirs: Pool, common: tuple[int, int]) -> Problem:
+    both = f"addresses {IPv4(common[0])} - {IPv4(common[1])}"
+    if _range_key(pool) == _range_key(theirs) and pool.subnet == theirs.subnet:
+        said = f"the {_pool_name(pool)} ({_pool_text(pool)}) is on both servers"
+    else:
+        said = (
+            f"the primary's {_pool_name(pool)} ({_pool_text(pool)}) and the secondary's "
+            f"{_pool_name(theirs)} ({_pool_text(theirs)}, {_at(theirs.where)}) share {both}"
+        )
     return _problem(
         "primary",
         pool.where,
-        (
-            f"the {_pool_name(pool)} ({_pool_text(pool)}) is on both servers without a failover "
-            "peer: both would lease the same addresses; add the failover peer to it on both sides"
-        ),
+        f"{said} without a failover peer: both would lease the same addresses (duplicate "
+        f"leases); {_remedy(pool, theirs)} on both sides, or give each server addresses of "
+        "its own",
     )
+
+
+def _remedy(*pools: Pool) -> str:
+    if any(p.bare for p in pools):
+        return "put the range in a pool with the failover peer"
+    return "add the failover peer to the pool"
+
+
+def _intervals(pool: Pool) -> list[tuple[int, int]]:
+    """The pool's ranges as integer intervals (ranges of host names skipped)."""
+    found = []
+    for low, high in pool.ranges:
+        lo, hi = ip_of(low), ip_of(high)
+        if lo is not None and hi is not None:
+            found.append((int(min(lo, hi)), int(max(lo, hi))))
+    return found
+
+
+def _overlap(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """The first interval common to both lists, or None."""
+    common = [(max(lo, b_lo), min(hi, b_hi)) for lo, hi in a for b_lo, b_hi in b]
+    return min((c for c in common if c[0] <= c[1]), default=None)
 
 
 def _pool_key(pool: Pool, renamed: Mapping[str, str]) -> tuple[object, ...]:
@@ -354,6 +396,8 @@ def _range_key(pool: Pool) -> list[tuple[str, str]]:
 
 
 def _pool_name(pool: Pool) -> str:
+    if pool.bare:
+        return f"range in {pool.subnet} outside any pool"
     return f"pool in {pool.subnet}" if pool.subnet else "pool"
 
 

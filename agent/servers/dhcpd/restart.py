@@ -21,6 +21,7 @@ from agent.servers.dhcpd.leases import LeaseSnapshot
 from agent.servers.dhcpd.orphan import STOP_GRACE, Adopted, Running
 from agent.servers.dhcpd.output import Output
 from agent.servers.dhcpd.sandbox import meaningful
+from agent.servers.dhcpd.workdir import WORKING_DIRECTORY
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +95,13 @@ class Supervisor:
         _ensure_lease_file(self.dhcpd.lease_file)
         self.outlet.open()
         self.outlet.forget()  # a stray's last words are logged, not quoted as the new one's
-        # cwd is the target: relative includes resolve there, as in validation.
+        # cwd is /, as Debian's service starts dhcpd and as validation runs dhcpd -t
+        # (conf.WORKING_DIRECTORY): a relative include would mean the same file under
+        # each, and the include check refuses it anyway.
         with self.outlet.ends() as (write, spare):
             self.proc = subprocess.Popen(
                 self.argv(),
-                cwd=self.target,
+                cwd=WORKING_DIRECTORY,
                 stdin=subprocess.DEVNULL,
                 stdout=write,
                 stderr=write,

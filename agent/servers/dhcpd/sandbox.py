@@ -24,7 +24,7 @@ from agent import process
 from agent.config import Dhcpd
 from agent.errors import CommandError, Problem, SandboxError, ValidateError
 from agent.servers.dhcpd import lexer
-from agent.servers.dhcpd.conf import inside_target
+from agent.servers.dhcpd.workdir import inside_target, relative_refusal
 from agent.servers.sandbox import BWRAP, INSTALL, check_it_ran, no_sandbox, sandbox_argv
 
 TIMEOUT = 300.0  # seconds: 50,000 host declarations parse in well under that
@@ -88,7 +88,7 @@ def run_dhcpd_t(
     if result.returncode == 0:
         return []
     check_it_ran(result, "dhcpd -t")
-    problems = parse_errors(result.stderr + result.stdout)
+    problems = parse_errors(result.stderr + result.stdout, str(config))
     return problems or [Problem(str(config), None, _last_words(result.stderr, result.returncode))]
 
 
@@ -122,8 +122,11 @@ _NOISE = (
 )
 
 
-def parse_errors(output: str) -> list[Problem]:
-    """dhcpd's `FILE line N: message`, the echoed line and its caret, as Problems."""
+def parse_errors(output: str, config: str = "") -> list[Problem]:
+    """dhcpd's `FILE line N: message`, the echoed line and its caret, as Problems.
+
+    config: the main config file's path, the place of an error dhcpd names no file for.
+    """
     problems: list[Problem] = []
     lines = output.splitlines()
     i = 0
@@ -141,7 +144,7 @@ def parse_errors(output: str) -> list[Problem]:
         problems.append(
             Problem(found["file"], int(found["line"]), found["message"], tuple(context))
         )
-    return problems or _unlocated(lines)
+    return problems or _unlocated(lines, config)
 
 
 def meaningful(lines: list[str]) -> list[str]:
@@ -149,12 +152,28 @@ def meaningful(lines: list[str]) -> list[str]:
     return [ln for ln in lines if ln.strip() and not ln.startswith(_NOISE)]
 
 
-def _unlocated(lines: list[str]) -> list[Problem]:
-    """Errors without a line, such as "Can't open /etc/dhcp/x.conf: No such file"."""
-    said = meaningful(lines)
+# Lines of dhcpd's start-up that say what it reads, not what is wrong.
+_BANNER = ("Config file: ", "Database file: ", "PID file: ")
+
+
+def _unlocated(lines: list[str], config: str) -> list[Problem]:
+    """Errors without a line, such as "Can't open /etc/dhcp/x.conf: No such file".
+
+    dhcpd prints the causes of some before them: "ERROR: Failover peer, f, has no
+    referring pools. ...", then "Failover configuration sanity check failed". The
+    last line is kept with those causes (in its message, which every output format
+    shows, and as its context), in the main config file, the file dhcpd was reading.
+    """
+    said = [ln.strip() for ln in meaningful(lines) if not ln.startswith(_BANNER)]
     opened = [ln for ln in said if ln.startswith("Can't open ")]
-    chosen = opened or said[-1:]
-    return [Problem(_file_in(ln), None, ln.strip()) for ln in chosen]
+    if opened:
+        return [Problem(_file_in(ln) or config, None, ln) for ln in opened]
+    if not said:
+        return []
+    *causes, last = said
+    errors = [c for c in causes if not c.lower().startswith("warning")]
+    message = f"{last}: {' '.join(errors)}" if errors else last
+    return [Problem(_file_in(last) or config, None, message, tuple(causes))]
 
 
 def _file_in(line: str) -> str:
@@ -244,6 +263,9 @@ def _refusal(written: bytes, path: str, inside: str | None, target: Path) -> str
             f"include {_as_written(written)}: a backslash or NUL byte in an include path is "
             "refused (dhcpd reads escapes and stops at a NUL): write the path plainly"
         )
+    relative = relative_refusal(path, str(target))
+    if relative is not None:
+        return relative
     if inside is None:
         return f'include "{path}" is outside {target}: refused'
     return None
