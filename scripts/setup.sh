@@ -16,9 +16,10 @@ extra="."
 if [ "${1:-}" = "--test" ] || [ "${1:-}" = "--bench" ]; then
   # dhclient and perfdhcp (kea-admin) are the clients of the pair's end-to-end tests;
   # rsync and inotify-tools make the hand-made pipeline the benchmarks compare with;
+  # patch applies what `dhcp-gitops diff` prints (tests/test_diff.py);
   # kea-dhcp4-server is the Kea backend's validator and server (a Kea node installs it
   # too: docs/kea.md).
-  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin rsync inotify-tools
+  packages+=(openssh-server openssh-client openssl isc-dhcp-client kea-admin rsync inotify-tools patch
              kea-dhcp4-server)
   extra=".[test,bench]"
 fi
