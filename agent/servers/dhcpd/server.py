@@ -11,7 +11,8 @@ from pathlib import Path
 from agent import tree
 from agent.config import Dhcpd
 from agent.errors import DhcpGitopsError, OmapiError, PolicyError, Problem
-from agent.servers.base import Files, Health, PairState
+from agent.servers.applied import Applied
+from agent.servers.base import Files, PairState
 from agent.servers.dhcpd import conf, dangers, failover, omapi, pair, policy, sandbox
 from agent.servers.dhcpd.restart import Restarter, restarter_for
 
@@ -64,8 +65,10 @@ class Language:
         return dangers.dangers(old, new)
 
 
-class Server(Language):
+class Server(Applied, Language):
     """One dhcpd, applied to by `restart`: supervised, by a command, or not at all."""
+
+    restarter: Restarter  # dhcpd's: it also adopts and releases a dhcpd across agents
 
     def __init__(
         self,
@@ -84,38 +87,14 @@ class Server(Language):
     def pair_timeout(self) -> float:
         return self.dhcpd.failover_timeout
 
-    def restart(self) -> None:
-        self.restarter.restart()
-
-    def verify(self) -> None:
-        self.restarter.verify()
-
-    def roll_back(self) -> str:
-        return self.restarter.roll_back()
-
     def accept(self) -> None:
         self.restarter.accept()
-
-    def recover(self) -> None:
-        self.restarter.recover()
-
-    def stop(self) -> None:
-        self.restarter.stop()
-
-    def start(self) -> None:
-        self.restarter.run_live()
 
     def adopt(self) -> bool:
         return self.restarter.adopt()
 
     def release(self) -> None:
         self.restarter.release()
-
-    def revive(self) -> str | None:
-        return self.restarter.revive()
-
-    def health(self) -> Health:
-        return self.restarter.health()
 
     def pair_states(self) -> list[PairState]:
         return failover.read(self.dhcpd.lease_file)

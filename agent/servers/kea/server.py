@@ -10,7 +10,8 @@ from typing import Any
 from agent import tree
 from agent.config import Kea
 from agent.errors import DhcpGitopsError, Problem
-from agent.servers.base import Files, Health, PairState
+from agent.servers.applied import Applied
+from agent.servers.base import Files, PairState
 from agent.servers.kea import conf, control, dangers, pair, sandbox
 from agent.servers.kea.restart import Restarter, restarter_for
 
@@ -55,7 +56,7 @@ class Language:
         return dangers.dangers(old, new)
 
 
-class Server(Language):
+class Server(Applied, Language):
     """One kea-dhcp4, applied to by reload, supervise, command or not at all."""
 
     def __init__(
@@ -69,26 +70,8 @@ class Server(Language):
     def pair_timeout(self) -> float:
         return self.kea.ha_timeout
 
-    def restart(self) -> None:
-        self.restarter.restart()
-
-    def verify(self) -> None:
-        self.restarter.verify()
-
-    def roll_back(self) -> str:
-        return self.restarter.roll_back()
-
     def accept(self) -> None:
         """Kea keeps its own lease file across a reload; nothing kept to forget."""
-
-    def recover(self) -> None:
-        self.restarter.recover()
-
-    def stop(self) -> None:
-        self.restarter.stop()
-
-    def start(self) -> None:
-        self.restarter.run_live()
 
     def adopt(self) -> bool:
         """Not built for Kea: an agent restart restarts a supervised kea-dhcp4."""
@@ -96,12 +79,6 @@ class Server(Language):
 
     def release(self) -> None:
         self.stop()  # the next agent would not adopt it, and Kea has no stray check
-
-    def revive(self) -> str | None:
-        return self.restarter.revive()
-
-    def health(self) -> Health:
-        return self.restarter.health()
 
     def pair_states(self) -> list[PairState]:
         """HA as status-get reports it, each relationship named by its partner in the live
