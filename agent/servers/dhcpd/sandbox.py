@@ -39,7 +39,7 @@ def validate(
 ) -> None:
     """Raise ValidateError naming file and line if the staged tree would not load;
     SandboxError if this machine cannot run dhcpd -t in its sandbox."""
-    problems = _consented(outside_includes(stage, target, dhcpd.config), target, read_only)
+    problems = outside_includes(stage, target, dhcpd.config, read_only)
     if not problems:
         problems = run_dhcpd_t(stage, target, dhcpd, read_only)
     if problems:
@@ -47,24 +47,10 @@ def validate(
         raise ValidateError(f"refused: {len(for_repo)} problem(s) in the config", for_repo)
 
 
-def _consented(problems: list[Problem], target: Path, read_only: Sequence[Path]) -> list[Problem]:
-    """The include check's refusals, less includes of a path the node lists in
-    [policy] read_only (or of one below a listed folder): the sandbox shows dhcpd
-    those and nothing else. Read from the refusal's words, so a check that words it
-    otherwise keeps refusing."""
-    return [p for p in problems if not _listed(_refused_include(p, target), read_only)]
-
-
-def _refused_include(problem: Problem, target: Path) -> str | None:
-    prefix, suffix = 'include "', f'" is outside {target}: refused'
-    message = problem.message
-    if message.startswith(prefix) and message.endswith(suffix):
-        return message[len(prefix) : -len(suffix)]
-    return None
-
-
-def _listed(path: str | None, read_only: Sequence[Path]) -> bool:
-    parts = Path(path).parts if path else ()
+def _listed(path: str, read_only: Sequence[Path]) -> bool:
+    """A path the node lists in [policy] read_only, or one below a listed folder: the
+    sandbox shows dhcpd those and nothing else."""
+    parts = Path(path).parts
     return ".." not in parts and any(parts[: len(p.parts)] == p.parts for p in read_only)
 
 
@@ -196,13 +182,17 @@ def _with_source(problem: Problem, target: Path, sources: Mapping[str, str]) -> 
 # --- includes ---------------------------------------------------------------
 
 
-def outside_includes(stage: Path, target: Path, config: str) -> list[Problem]:
+def outside_includes(
+    stage: Path, target: Path, config: str, read_only: Sequence[Path] = ()
+) -> list[Problem]:
     """Includes that leave the config directory, following includes from the main file.
 
     dhcpd echoes the offending line of a file it cannot parse, so
     `include "/etc/shadow";` would put that file into our error reports. Paths are
     read as dhcpd opens them, and one written with a backslash or a NUL byte is
     refused outright: escapes are where a reader that is not dhcpd's goes wrong.
+    An include of a [policy] read_only path is not refused (nor followed: it is no
+    part of the tree).
     """
     problems: list[Problem] = []
     seen: set[str] = set()
@@ -215,7 +205,8 @@ def outside_includes(stage: Path, target: Path, config: str) -> list[Problem]:
         data = (stage / rel).read_bytes()
         for string in includes(data):
             inside = inside_target(string.c_string, str(target))
-            refusal = _refusal(data[string.start : string.end], string.c_string, inside, target)
+            refusal = _refusal(data[string.start : string.end], string.c_string, inside, target,
+                               read_only)  # fmt: skip
             if refusal is not None:
                 problems.append(Problem(str(target / rel), string.line, refusal))
             elif inside is not None:
@@ -256,7 +247,9 @@ def _ends_in_include(data: bytes, code: lexer.Token) -> bool:
     return read[-1].kind == "name" and lexer.last_name(read[-1].value).lower() == "include"
 
 
-def _refusal(written: bytes, path: str, inside: str | None, target: Path) -> str | None:
+def _refusal(
+    written: bytes, path: str, inside: str | None, target: Path, read_only: Sequence[Path]
+) -> str | None:
     """Why an include is refused (its string as written and as dhcpd reads it), or None."""
     if b"\\" in written or b"\0" in written:
         return (
@@ -266,7 +259,7 @@ def _refusal(written: bytes, path: str, inside: str | None, target: Path) -> str
     relative = relative_refusal(path, str(target))
     if relative is not None:
         return relative
-    if inside is None:
+    if inside is None and not _listed(path, read_only):
         return f'include "{path}" is outside {target}: refused'
     return None
 
